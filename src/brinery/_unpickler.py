@@ -1,0 +1,1162 @@
+"""The pure-Python Unpickler.
+
+It reads every pickle CPython writes, protocols 0 to 5, and Python 2
+pickles, with the semantics of CPython's C unpickler (``_pickle``): the
+same results, the same exception types for malformed input (nearly always
+`UnpicklingError`), the same MARK discipline (opcodes cannot pop below the
+topmost mark).
+
+The machine works on an in-memory buffer and a position. `loads` reads
+straight from the caller's bytes. For a file, the buffer is filled from
+``read()``: in chunks when the file is seekable (the unread rest is given
+back with ``seek`` when the load ends, so the file is left right after
+STOP), or exactly what each opcode needs when it is not. A declared length
+is never trusted: in memory it is checked against the bytes that remain
+before anything is allocated, and large reads from files grow with the
+data actually received.
+
+Each opcode has a handler ``load_<name>(self, pos) -> pos``: it receives
+the position just after the opcode byte and returns the position after its
+argument. The dispatch list is built from the opcode table in `_opcodes`.
+
+Every error raised while loading carries a note saying at which byte and
+in which opcode it happened.
+"""
+
+import codecs
+import io
+import re
+import sys
+from copyreg import _extension_cache, _inverted_registry
+from struct import Struct
+
+import _compat_pickle
+
+from ._errors import UnpicklingError
+from ._opcodes import HIGHEST_PROTOCOL, OPCODE_BY_BYTE, OPCODES
+
+__all__ = ["Unpickler", "load", "loads", "decode_long"]
+
+_unpack_int4 = Struct("<i").unpack_from
+_unpack_uint2 = Struct("<H").unpack_from
+_unpack_uint4 = Struct("<I").unpack_from
+_unpack_uint8 = Struct("<Q").unpack_from
+_unpack_double = Struct(">d").unpack_from
+
+# A seekable file is read in chunks of this size.
+_CHUNK = 64 * 1024
+# Reads larger than this are done with care (see _read_file).
+_LARGE_READ = 1 << 20
+_SSIZE_MAX = sys.maxsize
+_intern = sys.intern
+
+
+def decode_long(data):
+    """The int whose little-endian two's-complement bytes are data.
+
+    >>> decode_long(b'\\xff\\x00'), decode_long(b'\\x00\\xff'), decode_long(b'')
+    (255, -256, 0)
+    """
+    return int.from_bytes(data, "little", signed=True)
+
+
+def _truncated():
+    return UnpicklingError("pickle data was truncated")
+
+
+# ----------------------------------------------- text argument parsing
+# The protocol 0 opcodes carry text arguments. These functions give them
+# the meaning the C unpickler gives them (it parses with C's strtol and
+# PyOS_string_to_double, and stops at a NUL byte); brinery.scan reads them
+# with the same functions.
+
+_C_SPACE = frozenset(b" \t\n\v\f\r")
+_HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
+_LONG_MIN, _LONG_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def _strtol(s):
+    """C strtol(s, &end, 0): (value, end index, overflowed)."""
+    n = len(s)
+    i = 0
+    while i < n and s[i] in _C_SPACE:
+        i += 1
+    negative = False
+    if i < n and s[i] in b"+-":
+        negative = s[i] == 0x2D
+        i += 1
+    base = 10
+    if i < n and s[i] == 0x30:                           # '0'
+        if (i + 2 < n and s[i + 1] in b"xX"
+                and s[i + 2] in _HEX_DIGITS):
+            base = 16
+            i += 2
+        else:
+            base = 8
+    start = i
+    if base == 16:
+        valid = _HEX_DIGITS
+    elif base == 8:
+        valid = b"01234567"
+    else:
+        valid = b"0123456789"
+    while i < n and s[i] in valid:
+        i += 1
+    if i == start:
+        return 0, 0, False
+    value = int(s[start:i], base)
+    if negative:
+        value = -value
+    return value, i, not _LONG_MIN <= value <= _LONG_MAX
+
+
+def _c_string(line):
+    """The line as C code sees it: up to the first NUL byte."""
+    nul = line.find(b"\0")
+    return line if nul < 0 else line[:nul]
+
+
+def parse_int_line(line):
+    """The value of INT's argument line (newline included)."""
+    if len(line) < 2:
+        raise _truncated()
+    s = _c_string(line)
+    value, end, overflow = _strtol(s)
+    if overflow or s[end:end + 1] not in (b"\n", b""):
+        try:
+            return int(s, 0)
+        except ValueError:
+            raise ValueError("could not convert string to int") from None
+    if len(line) == 3 and value in (0, 1):
+        return bool(value)          # Python 2.2 wrote bools as I00/I01
+    return value
+
+
+def parse_long_line(line):
+    """The value of LONG's argument line: decimal digits, optional L."""
+    if len(line) < 2:
+        raise _truncated()
+    s = line[:-2] if line[-2:-1] == b"L" else line
+    return int(_c_string(s), 0)
+
+
+_FLOAT_PREFIX = re.compile(
+    rb"[+-]?(?:inf(?:inity)?|nan|(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)",
+    re.IGNORECASE)
+
+
+def parse_float_line(line):
+    """The value of FLOAT's argument line."""
+    if len(line) < 2:
+        raise _truncated()
+    s = _c_string(line)
+    match = _FLOAT_PREFIX.match(s)
+    if match is None:
+        raise ValueError(
+            f"could not convert string to float: {s.decode('latin-1')!r}")
+    text = match.group()
+    value = float(text)
+    if value in (float("inf"), float("-inf")) and b"n" not in text.lower():
+        raise OverflowError(
+            f"value too large to convert to float: {s.decode('latin-1')}")
+    if s[match.end():match.end() + 1] not in (b"\n", b""):
+        raise ValueError("could not convert string to float")
+    return value
+
+
+def parse_memo_index(line):
+    """A GET/PUT argument line: a base-10 memo index."""
+    if len(line) < 2:
+        raise _truncated()
+    return int(_c_string(line), 10)
+
+
+def decode_string_line(line):
+    """STRING's argument: a quoted, escaped Python 2 literal -> bytes."""
+    body = line[:-1]
+    if len(body) < 2 or body[0] != body[-1] or body[0] not in b"'\"":
+        raise UnpicklingError("the STRING opcode argument must be quoted")
+    return codecs.escape_decode(body[1:-1])[0]
+
+
+def decode_unicode_line(line):
+    """UNICODE's argument: raw-unicode-escape text -> str."""
+    return str(line[:-1], "raw-unicode-escape")
+
+
+def decode_name_line(line, encoding="utf-8"):
+    """One line of GLOBAL's or INST's argument -> str."""
+    if len(line) < 2:
+        raise _truncated()
+    return str(line[:-1], encoding, "strict")
+
+
+def getattribute(obj, name, allow_qualname):
+    """Resolve name (a dotted qualname when allowed) on obj."""
+    if not allow_qualname:
+        try:
+            return getattr(obj, name)
+        except AttributeError:
+            raise AttributeError(
+                f"Can't get attribute {name!r} on {obj!r}") from None
+    for part in name.split("."):
+        if part == "<locals>":
+            raise AttributeError(
+                f"Can't get local attribute {name!r} on {obj!r}")
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise AttributeError(
+                f"Can't get attribute {name!r} on {obj!r}") from None
+    return obj
+
+
+class _Stop(Exception):
+    pass
+
+
+class Unpickler:
+    """Read objects back from a pickle data stream.
+
+    ``Unpickler(file, *, fix_imports=True, encoding="ASCII",
+    errors="strict", buffers=None)``; see `pickle.Unpickler`.
+    """
+
+    def __init__(self, file, *, fix_imports=True, encoding="ASCII",
+                 errors="strict", buffers=None):
+        # Looked up in CPython's order; only AttributeError means "absent".
+        getattr(file, "peek", None)
+        getattr(file, "readinto", None)
+        self._file_read = getattr(file, "read", None)
+        self._file_readline = getattr(file, "readline", None)
+        if self._file_read is None or self._file_readline is None:
+            raise TypeError(
+                "file must have 'read' and 'readline' attributes")
+        self._file = file
+        self._seekable = None       # decided at the first load
+        self._init_common(fix_imports, encoding, errors, buffers)
+
+    def _init_common(self, fix_imports, encoding, errors, buffers):
+        if not isinstance(encoding, str):
+            raise TypeError(
+                f"argument 'encoding' must be str, not "
+                f"{type(encoding).__name__}")
+        if not isinstance(errors, str):
+            raise TypeError(
+                f"argument 'errors' must be str, not {type(errors).__name__}")
+        self._buffers = iter(buffers) if buffers is not None else None
+        self.memo = {}
+        self.encoding = encoding
+        self.errors = errors
+        self.fix_imports = bool(fix_imports)
+        self.proto = 0
+        self.stack = []
+        self.metastack = []
+        self._data = b""
+        self._end = 0
+        self._base = 0
+
+    @classmethod
+    def _for_bytes(cls, data, fix_imports, encoding, errors, buffers):
+        """An unpickler reading from memory (loads)."""
+        self = cls.__new__(cls)
+        self._file = None
+        self._file_read = self._file_readline = None
+        self._seekable = False
+        self._init_common(fix_imports, encoding, errors, buffers)
+        if type(data) is not bytes:
+            data = bytes(memoryview(data).cast("B"))
+        self._data = data
+        self._end = len(data)
+        return self
+
+    # ------------------------------------------------------------ public
+
+    def persistent_load(self, pid):
+        """Return the object for persistent ID pid; subclasses override.
+
+        The default refuses: a pickle that refers to persistent objects
+        needs an unpickler that knows them.
+        """
+        raise UnpicklingError("unsupported persistent id encountered")
+
+    def find_class(self, module, name):
+        """Import module and return its attribute name (a dotted path at
+        protocol 4+). Subclasses override this to restrict globals."""
+        sys.audit("pickle.find_class", module, name)
+        if self.proto < 3 and self.fix_imports:
+            mapped = _compat_pickle.NAME_MAPPING.get((module, name))
+            if mapped is not None:
+                module, name = mapped
+            else:
+                module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+        __import__(module, level=0)
+        return getattribute(sys.modules[module], name, self.proto >= 4)
+
+    def load(self):
+        """Read one pickle and return the object it holds.
+
+        Bytes after the pickle's STOP opcode are not consumed.
+        """
+        if "_data" not in self.__dict__:
+            raise UnpicklingError(
+                f"Unpickler.__init__() was not called by "
+                f"{type(self).__name__}.__init__()")
+        self.proto = 0
+        self.stack = []
+        self.metastack = []
+        pers = self.persistent_load
+        if getattr(pers, "__func__", pers) is Unpickler.persistent_load:
+            pers = None
+        self._pers = pers
+        if self._file is not None:
+            if self._seekable is None:
+                self._seekable = _is_seekable(self._file)
+            self._data = b""
+            self._end = 0
+        self._base = 0
+        self._prev = None
+        pos = 0
+        try:
+            pos = self._run(0)
+            return self._result
+        finally:
+            self._release(pos)
+            self.stack = []
+            self.metastack = []
+            self._pers = None
+            self._result = None
+
+    def _run(self, pos):
+        dispatch = _DISPATCH
+        data = self._data
+        try:
+            while True:
+                if pos >= self._end:
+                    pos = self._fill_opcode(pos)
+                data = self._data
+                pos = dispatch[data[pos]](self, pos + 1)
+        except _Stop as stop:
+            return stop.args[0]
+        except Exception as exc:
+            self._note_position(exc, data, pos)
+            raise
+
+    def _note_position(self, exc, data, pos):
+        base = self._base
+        if data is not self._data and self._prev is not None \
+                and self._prev[0] is data:
+            base = self._prev[1]
+        try:
+            op = OPCODE_BY_BYTE.get(data[pos])
+        except IndexError:
+            return
+        name = op.name if op is not None else f"byte {data[pos]:#04x}"
+        exc.add_note(f"when unpickling {name} at byte {base + pos}")
+
+    # ------------------------------------------------------------- input
+
+    def _release(self, pos):
+        """Give back what was read past STOP (seekable files)."""
+        if self._file is not None:
+            unread = self._end - pos
+            if unread > 0 and self._seekable:
+                self._file.seek(-unread, io.SEEK_CUR)
+            self._data = b""
+            self._end = 0
+
+    def _fill_opcode(self, pos):
+        """Make data[pos] available: the next opcode byte."""
+        try:
+            return self._fill(pos, 1)
+        except UnpicklingError:
+            raise EOFError("Ran out of input") from None
+
+    def _fill(self, pos, n):
+        """Make data[pos:pos+n] available; return its new position.
+
+        Raises the truncation error when the input ends first.
+        """
+        if self._file is None:
+            raise _truncated()
+        if pos > _SSIZE_MAX - n:
+            raise UnpicklingError("read would overflow (invalid bytecode)")
+        data = self._data
+        rest = data[pos:self._end]
+        want = n - len(rest)
+        if want >= _LARGE_READ and self._seekable and rest:
+            # Re-read the part we hold together with the large payload, so
+            # the payload arrives as one object, not a concatenation.
+            self._file.seek(-len(rest), io.SEEK_CUR)
+            want = n
+            rest = b""
+        if want >= _LARGE_READ:
+            more = self._read_file(want)
+        elif self._seekable:
+            more = self._file_read(max(want, _CHUNK))
+        else:
+            more = self._file_read(want)
+        if more is None:
+            more = b""
+        more = bytes(more) if type(more) is not bytes else more
+        self._prev = (data, self._base)
+        self._base += pos
+        new = rest + more if rest else more
+        self._data = new
+        self._end = len(new)
+        if len(new) < n:
+            raise _truncated()
+        return 0
+
+    def _read_file(self, n):
+        """Read n bytes without allocating n before they exist."""
+        if self._seekable:
+            here = self._file.tell()
+            size = self._file.seek(0, io.SEEK_END)
+            self._file.seek(here)
+            data = self._file_read(min(n, max(size - here, 0)))
+            return b"" if data is None else data
+        chunks = []
+        got = 0
+        step = _LARGE_READ
+        while got < n:
+            chunk = self._file_read(min(step, n - got))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+            step = min(step * 2, 1 << 30)
+        return b"".join(chunks)
+
+    def _readline(self, pos):
+        """The line starting at pos, newline included, and the position
+        after it. A line with no newline is truncated data."""
+        end = self._data.find(b"\n", pos, self._end)
+        if end >= 0:
+            return self._data[pos:end + 1], end + 1
+        if self._file is None:
+            raise _truncated()
+        rest = self._data[pos:self._end]
+        if self._seekable:
+            parts = [rest]
+            while True:
+                more = self._file_read(_CHUNK)
+                if not more:
+                    break
+                more = bytes(more)
+                parts.append(more)
+                if b"\n" in more:
+                    break
+            new = b"".join(parts)
+        else:
+            line = self._file_readline()
+            new = rest + bytes(line)
+        self._prev = (self._data, self._base)
+        self._base += pos
+        self._data = new
+        self._end = len(new)
+        end = new.find(b"\n")
+        if end < 0:
+            raise _truncated()
+        return new[:end + 1], end + 1
+
+    # ---------------------------------------------------- stack helpers
+
+    def _stack_error(self):
+        if self.metastack:
+            return UnpicklingError("unexpected MARK found")
+        return UnpicklingError("unpickling stack underflow")
+
+    def _pop(self):
+        try:
+            return self.stack.pop()
+        except IndexError:
+            raise self._stack_error() from None
+
+    def _pop_mark(self):
+        """Pop the topmost mark; return the items that were above it."""
+        items = self.stack
+        try:
+            self.stack = self.metastack.pop()
+        except IndexError:
+            raise UnpicklingError("could not find MARK") from None
+        return items
+
+    def _top(self):
+        try:
+            return self.stack[-1]
+        except IndexError:
+            raise self._stack_error() from None
+
+    def _push_global(self, module, name):
+        self.stack.append(self.find_class(module, name))
+
+    def _decode_py2_str(self, data):
+        if self.encoding == "bytes":
+            return data
+        return data.decode(self.encoding, self.errors)
+
+    # ---------------------------------------------------------- handlers
+    # Each takes the position after its opcode byte and returns the
+    # position after its argument.
+
+    def load_proto(self, pos):
+        if pos + 1 > self._end:
+            pos = self._fill(pos, 1)
+        proto = self._data[pos]
+        if proto > HIGHEST_PROTOCOL:
+            raise ValueError(f"unsupported pickle protocol: {proto}")
+        self.proto = proto
+        return pos + 1
+
+    def load_frame(self, pos):
+        if pos + 8 > self._end:
+            pos = self._fill(pos, 8)
+        length = _unpack_uint8(self._data, pos)[0]
+        pos += 8
+        if length > _SSIZE_MAX:
+            raise OverflowError(
+                f"FRAME length exceeds system's maximum of {_SSIZE_MAX} "
+                f"bytes")
+        # A frame is a read-ahead hint: make sure it is all there.
+        if pos + length > self._end:
+            pos = self._fill(pos, length)
+        return pos
+
+    def load_stop(self, pos):
+        try:
+            self._result = self.stack.pop()
+        except IndexError:
+            raise self._stack_error() from None
+        raise _Stop(pos)
+
+    # Integers, floats, singletons.
+
+    def load_none(self, pos):
+        self.stack.append(None)
+        return pos
+
+    def load_newtrue(self, pos):
+        self.stack.append(True)
+        return pos
+
+    def load_newfalse(self, pos):
+        self.stack.append(False)
+        return pos
+
+    def load_int(self, pos):
+        line, pos = self._readline(pos)
+        self.stack.append(parse_int_line(line))
+        return pos
+
+    def load_binint(self, pos):
+        if pos + 4 > self._end:
+            pos = self._fill(pos, 4)
+        self.stack.append(_unpack_int4(self._data, pos)[0])
+        return pos + 4
+
+    def load_binint1(self, pos):
+        if pos >= self._end:
+            pos = self._fill(pos, 1)
+        self.stack.append(self._data[pos])
+        return pos + 1
+
+    def load_binint2(self, pos):
+        if pos + 2 > self._end:
+            pos = self._fill(pos, 2)
+        self.stack.append(_unpack_uint2(self._data, pos)[0])
+        return pos + 2
+
+    def load_long(self, pos):
+        line, pos = self._readline(pos)
+        self.stack.append(parse_long_line(line))
+        return pos
+
+    def _load_counted_long(self, pos, size):
+        if pos + size > self._end:
+            pos = self._fill(pos, size)
+        if size == 1:
+            n = self._data[pos]
+        else:
+            n = _unpack_int4(self._data, pos)[0]
+            if n < 0:
+                raise UnpicklingError("LONG pickle has negative byte count")
+        pos += size
+        if pos + n > self._end:
+            pos = self._fill(pos, n)
+        self.stack.append(
+            int.from_bytes(self._data[pos:pos + n], "little", signed=True))
+        return pos + n
+
+    def load_long1(self, pos):
+        return self._load_counted_long(pos, 1)
+
+    def load_long4(self, pos):
+        return self._load_counted_long(pos, 4)
+
+    def load_float(self, pos):
+        line, pos = self._readline(pos)
+        self.stack.append(parse_float_line(line))
+        return pos
+
+    def load_binfloat(self, pos):
+        if pos + 8 > self._end:
+            pos = self._fill(pos, 8)
+        self.stack.append(_unpack_double(self._data, pos)[0])
+        return pos + 8
+
+    # Text and bytes.
+
+    def _counted(self, pos, size_bytes, label):
+        """Read a length of size_bytes bytes, then that many bytes.
+
+        Returns (data, start, end): data[start:end] is the payload.
+        """
+        if pos + size_bytes > self._end:
+            pos = self._fill(pos, size_bytes)
+        data = self._data
+        if size_bytes == 1:
+            n = data[pos]
+        elif size_bytes == 4:
+            n = _unpack_uint4(data, pos)[0]
+        else:
+            n = _unpack_uint8(data, pos)[0]
+            if n > _SSIZE_MAX:
+                raise UnpicklingError(
+                    f"{label} exceeds system's maximum size of {_SSIZE_MAX} "
+                    f"bytes")
+        pos += size_bytes
+        end = pos + n
+        if end > self._end:
+            pos = self._fill(pos, n)
+            end = pos + n
+        return self._data, pos, end
+
+    def load_short_binunicode(self, pos):
+        if pos >= self._end:
+            pos = self._fill(pos, 1)
+        end = pos + 1 + self._data[pos]
+        if end > self._end:
+            data, pos, end = self._counted(pos, 1, "SHORT_BINUNICODE")
+            self.stack.append(str(data[pos:end], "utf-8", "surrogatepass"))
+            return end
+        self.stack.append(
+            str(self._data[pos + 1:end], "utf-8", "surrogatepass"))
+        return end
+
+    def load_binunicode(self, pos):
+        data, pos, end = self._counted(pos, 4, "BINUNICODE")
+        self.stack.append(str(data[pos:end], "utf-8", "surrogatepass"))
+        return end
+
+    def load_binunicode8(self, pos):
+        data, pos, end = self._counted(pos, 8, "BINUNICODE")
+        self.stack.append(str(data[pos:end], "utf-8", "surrogatepass"))
+        return end
+
+    def load_unicode(self, pos):
+        line, pos = self._readline(pos)
+        self.stack.append(decode_unicode_line(line))
+        return pos
+
+    def load_short_binbytes(self, pos):
+        data, pos, end = self._counted(pos, 1, "SHORT_BINBYTES")
+        self.stack.append(data[pos:end])
+        return end
+
+    def load_binbytes(self, pos):
+        data, pos, end = self._counted(pos, 4, "BINBYTES")
+        self.stack.append(data[pos:end])
+        return end
+
+    def load_binbytes8(self, pos):
+        data, pos, end = self._counted(pos, 8, "BINBYTES")
+        self.stack.append(data[pos:end])
+        return end
+
+    def load_bytearray8(self, pos):
+        data, pos, end = self._counted(pos, 8, "BYTEARRAY8")
+        if end - pos >= _LARGE_READ:
+            self.stack.append(bytearray(memoryview(data)[pos:end]))
+        else:
+            self.stack.append(bytearray(data[pos:end]))
+        return end
+
+    def load_string(self, pos):
+        line, pos = self._readline(pos)
+        self.stack.append(self._decode_py2_str(decode_string_line(line)))
+        return pos
+
+    def load_binstring(self, pos):
+        data, pos, end = self._counted(pos, 4, "BINSTRING")
+        self.stack.append(self._decode_py2_str(data[pos:end]))
+        return end
+
+    def load_short_binstring(self, pos):
+        data, pos, end = self._counted(pos, 1, "SHORT_BINSTRING")
+        self.stack.append(self._decode_py2_str(data[pos:end]))
+        return end
+
+    # Out-of-band buffers.
+
+    def load_next_buffer(self, pos):
+        if self._buffers is None:
+            raise UnpicklingError(
+                "pickle stream refers to out-of-band data but no *buffers* "
+                "argument was given")
+        try:
+            buf = next(self._buffers)
+        except StopIteration:
+            raise UnpicklingError("not enough out-of-band buffers") from None
+        self.stack.append(buf)
+        return pos
+
+    def load_readonly_buffer(self, pos):
+        obj = self._top()
+        view = memoryview(obj)
+        if not view.readonly:
+            self.stack[-1] = view.toreadonly()
+        return pos
+
+    # Containers.
+
+    def load_empty_list(self, pos):
+        self.stack.append([])
+        return pos
+
+    def load_empty_tuple(self, pos):
+        self.stack.append(())
+        return pos
+
+    def load_empty_dict(self, pos):
+        self.stack.append({})
+        return pos
+
+    def load_empty_set(self, pos):
+        self.stack.append(set())
+        return pos
+
+    def load_list(self, pos):
+        items = self._pop_mark()
+        self.stack.append(items)
+        return pos
+
+    def load_tuple(self, pos):
+        items = self._pop_mark()
+        self.stack.append(tuple(items))
+        return pos
+
+    def load_tuple1(self, pos):
+        stack = self.stack
+        if not stack:
+            raise self._stack_error()
+        stack[-1] = (stack[-1],)
+        return pos
+
+    def load_tuple2(self, pos):
+        stack = self.stack
+        if len(stack) < 2:
+            raise self._stack_error()
+        stack[-2:] = [(stack[-2], stack[-1])]
+        return pos
+
+    def load_tuple3(self, pos):
+        stack = self.stack
+        if len(stack) < 3:
+            raise self._stack_error()
+        stack[-3:] = [(stack[-3], stack[-2], stack[-1])]
+        return pos
+
+    def load_frozenset(self, pos):
+        items = self._pop_mark()
+        self.stack.append(frozenset(items))
+        return pos
+
+    def load_dict(self, pos):
+        items = self._pop_mark()
+        if len(items) % 2:
+            raise UnpicklingError("odd number of items for DICT")
+        self.stack.append(dict(zip(items[::2], items[1::2])))
+        return pos
+
+    def load_append(self, pos):
+        stack = self.stack
+        if len(stack) < 2:
+            raise self._stack_error()
+        value = stack.pop()
+        target = stack[-1]
+        if type(target) is list:
+            target.append(value)
+        else:
+            _extend(target, [value])
+        return pos
+
+    def load_appends(self, pos):
+        items = self._pop_mark()
+        target = self._top()
+        if not items:
+            return pos
+        if type(target) is list:
+            target.extend(items)
+        else:
+            _extend(target, items)
+        return pos
+
+    def load_setitem(self, pos):
+        stack = self.stack
+        if len(stack) < 3:
+            raise self._stack_error()
+        value = stack.pop()
+        key = stack.pop()
+        stack[-1][key] = value
+        return pos
+
+    def load_setitems(self, pos):
+        items = self._pop_mark()
+        target = self._top()
+        if not items:
+            return pos
+        if len(items) % 2:
+            raise UnpicklingError("odd number of items for SETITEMS")
+        if type(target) is dict:
+            target.update(zip(items[::2], items[1::2]))
+        else:
+            for i in range(0, len(items), 2):
+                target[items[i]] = items[i + 1]
+        return pos
+
+    def load_additems(self, pos):
+        items = self._pop_mark()
+        target = self._top()
+        if not items:
+            return pos
+        if isinstance(target, set):
+            set.update(target, items)
+        else:
+            add = target.add
+            for item in items:
+                add(item)
+        return pos
+
+    # Stack and memo.
+
+    def load_mark(self, pos):
+        self.metastack.append(self.stack)
+        self.stack = []
+        return pos
+
+    def load_pop(self, pos):
+        if self.stack:
+            self.stack.pop()
+        elif self.metastack:
+            self.stack = self.metastack.pop()     # POP of a bare mark
+        else:
+            raise self._stack_error()
+        return pos
+
+    def load_pop_mark(self, pos):
+        self._pop_mark()
+        return pos
+
+    def load_dup(self, pos):
+        self.stack.append(self._top())
+        return pos
+
+    def _memo_get(self, idx):
+        try:
+            return self.memo[idx]
+        except KeyError:
+            raise UnpicklingError(
+                f"Memo value not found at index {idx}") from None
+
+    def load_get(self, pos):
+        line, pos = self._readline(pos)
+        idx = parse_memo_index(line)
+        if not -_SSIZE_MAX - 1 <= idx <= _SSIZE_MAX:
+            raise OverflowError("Python int too large to convert to C "
+                                "ssize_t")
+        self.stack.append(self._memo_get(idx))
+        return pos
+
+    def load_binget(self, pos):
+        if pos >= self._end:
+            pos = self._fill(pos, 1)
+        self.stack.append(self._memo_get(self._data[pos]))
+        return pos + 1
+
+    def load_long_binget(self, pos):
+        if pos + 4 > self._end:
+            pos = self._fill(pos, 4)
+        self.stack.append(self._memo_get(_unpack_uint4(self._data, pos)[0]))
+        return pos + 4
+
+    def load_put(self, pos):
+        line, pos = self._readline(pos)
+        top = self._top()
+        idx = parse_memo_index(line)
+        if idx < 0:
+            raise ValueError("negative PUT argument")
+        self.memo[idx] = top
+        return pos
+
+    def load_binput(self, pos):
+        if pos >= self._end:
+            pos = self._fill(pos, 1)
+        self.memo[self._data[pos]] = self._top()
+        return pos + 1
+
+    def load_long_binput(self, pos):
+        if pos + 4 > self._end:
+            pos = self._fill(pos, 4)
+        self.memo[_unpack_uint4(self._data, pos)[0]] = self._top()
+        return pos + 4
+
+    def load_memoize(self, pos):
+        memo = self.memo
+        memo[len(memo)] = self._top()
+        return pos
+
+    # Globals, extension codes, persistent IDs.
+
+    def load_global(self, pos):
+        line, pos = self._readline(pos)
+        module = decode_name_line(line)
+        line, pos = self._readline(pos)
+        name = decode_name_line(line)
+        self._push_global(module, name)
+        return pos
+
+    def load_stack_global(self, pos):
+        stack = self.stack
+        if len(stack) < 2:
+            raise self._stack_error()
+        name = stack.pop()
+        module = stack.pop()
+        if type(module) is not str or type(name) is not str:
+            raise UnpicklingError("STACK_GLOBAL requires str")
+        self._push_global(module, name)
+        return pos
+
+    def _load_ext(self, pos, size):
+        if pos + size > self._end:
+            pos = self._fill(pos, size)
+        data = self._data
+        if size == 1:
+            code = data[pos]
+        elif size == 2:
+            code = _unpack_uint2(data, pos)[0]
+        else:
+            code = _unpack_int4(data, pos)[0]
+        if code <= 0:
+            raise UnpicklingError("EXT specifies code <= 0")
+        obj = _extension_cache.get(code, _MISSING)
+        if obj is not _MISSING:
+            self.stack.append(obj)
+            return pos + size
+        key = _inverted_registry.get(code)
+        if key is None:
+            raise ValueError(f"unregistered extension code {code}")
+        if (type(key) is not tuple or len(key) != 2
+                or not isinstance(key[0], str) or not isinstance(key[1], str)):
+            raise ValueError(
+                f"_inverted_registry[{code}] isn't a 2-tuple of strings")
+        obj = self.find_class(*key)
+        _extension_cache[code] = obj
+        self.stack.append(obj)
+        return pos + size
+
+    def load_ext1(self, pos):
+        return self._load_ext(pos, 1)
+
+    def load_ext2(self, pos):
+        return self._load_ext(pos, 2)
+
+    def load_ext4(self, pos):
+        return self._load_ext(pos, 4)
+
+    def load_persid(self, pos):
+        if self._pers is None:
+            raise UnpicklingError(
+                "A load persistent id instruction was encountered,\n"
+                "but no persistent_load function was specified.")
+        line, pos = self._readline(pos)
+        try:
+            pid = line[:-1].decode("ascii")
+        except UnicodeDecodeError:
+            raise UnpicklingError(
+                "persistent IDs in protocol 0 must be ASCII strings") \
+                from None
+        self.stack.append(self._pers(pid))
+        return pos
+
+    def load_binpersid(self, pos):
+        if self._pers is None:
+            raise UnpicklingError(
+                "A load persistent id instruction was encountered,\n"
+                "but no persistent_load function was specified.")
+        pid = self._pop()
+        self.stack.append(self._pers(pid))
+        return pos
+
+    # Building objects.
+
+    def load_reduce(self, pos):
+        stack = self.stack
+        if len(stack) < 2:
+            raise self._stack_error()
+        args = stack.pop()
+        func = stack.pop()
+        if not isinstance(args, tuple):
+            raise TypeError("argument list must be a tuple")
+        stack.append(func(*args))
+        return pos
+
+    def load_newobj(self, pos):
+        stack = self.stack
+        if len(stack) < 2:
+            raise self._stack_error()
+        args = stack.pop()
+        if not isinstance(args, tuple):
+            raise UnpicklingError("NEWOBJ expected an arg tuple.")
+        cls = stack.pop()
+        if not isinstance(cls, type):
+            raise UnpicklingError(
+                "NEWOBJ class argument isn't a type object")
+        stack.append(cls.__new__(cls, *args))
+        return pos
+
+    def load_newobj_ex(self, pos):
+        stack = self.stack
+        if len(stack) < 3:
+            raise self._stack_error()
+        kwargs = stack.pop()
+        args = stack.pop()
+        cls = stack.pop()
+        if not isinstance(cls, type):
+            raise UnpicklingError(
+                f"NEWOBJ_EX class argument must be a type, not "
+                f"{type(cls).__name__}")
+        if not isinstance(args, tuple):
+            raise UnpicklingError(
+                f"NEWOBJ_EX args argument must be a tuple, not "
+                f"{type(args).__name__}")
+        if not isinstance(kwargs, dict):
+            raise UnpicklingError(
+                f"NEWOBJ_EX kwargs argument must be a dict, not "
+                f"{type(kwargs).__name__}")
+        stack.append(cls.__new__(cls, *args, **kwargs))
+        return pos
+
+    def load_inst(self, pos):
+        items = self._pop_mark()
+        line, pos = self._readline(pos)
+        module = decode_name_line(line, "ascii")
+        line, pos = self._readline(pos)
+        name = decode_name_line(line, "ascii")
+        cls = self.find_class(module, name)
+        self.stack.append(_instantiate(cls, tuple(items)))
+        return pos
+
+    def load_obj(self, pos):
+        items = self._pop_mark()
+        if not items:
+            raise self._stack_error()
+        cls = items[0]
+        self.stack.append(_instantiate(cls, tuple(items[1:])))
+        return pos
+
+    def load_build(self, pos):
+        stack = self.stack
+        if len(stack) < 2:
+            raise self._stack_error()
+        state = stack.pop()
+        inst = stack[-1]
+        setstate = getattr(inst, "__setstate__", None)
+        if setstate is not None:
+            setstate(state)
+            return pos
+        _default_setstate(inst, state)
+        return pos
+
+
+def _default_setstate(inst, state):
+    """BUILD without __setstate__: update __dict__, then set slots."""
+    slotstate = None
+    if type(state) is tuple and len(state) == 2:
+        state, slotstate = state
+    if state is not None:
+        if not isinstance(state, dict):
+            raise UnpicklingError("state is not a dictionary")
+        inst_dict = inst.__dict__
+        for key, value in state.items():
+            if type(key) is str:
+                key = _intern(key)
+            inst_dict[key] = value
+    if slotstate is not None:
+        if not isinstance(slotstate, dict):
+            raise UnpicklingError("slot state is not a dictionary")
+        for key, value in slotstate.items():
+            setattr(inst, key, value)
+
+
+def _instantiate(cls, args):
+    """INST/OBJ: cls(*args), or cls.__new__(cls) for an old-style class
+    without __getinitargs__ (what Python 2 pickles expect)."""
+    if not args and isinstance(cls, type) \
+            and getattr(cls, "__getinitargs__", None) is None:
+        return cls.__new__(cls)
+    return cls(*args)
+
+
+def _extend(target, items):
+    """APPEND(S) on a non-list: extend() if it has one, else append()."""
+    extend = getattr(target, "extend", None)
+    if extend is not None:
+        extend(items)
+    else:
+        append = target.append
+        for item in items:
+            append(item)
+
+
+def _is_seekable(file):
+    try:
+        return bool(file.seekable())
+    except Exception:
+        return False
+
+
+_MISSING = object()
+
+
+def _load_invalid(self, pos):
+    code = self._data[pos - 1]
+    if 0x20 <= code <= 0x7E and code not in (0x27, 0x5C):
+        raise UnpicklingError(f"invalid load key, '{chr(code)}'.")
+    raise UnpicklingError(f"invalid load key, '\\x{code:02x}'.")
+
+
+def _build_dispatch():
+    table = [_load_invalid] * 256
+    for op in OPCODES:
+        table[op.byte] = getattr(Unpickler, "load_" + op.name.lower())
+    return table
+
+
+_DISPATCH = _build_dispatch()
+
+
+def load(file, *, fix_imports=True, encoding="ASCII", errors="strict",
+         buffers=None):
+    """Read and return one object from the pickle in the open file."""
+    return Unpickler(file, fix_imports=fix_imports, encoding=encoding,
+                     errors=errors, buffers=buffers).load()
+
+
+def loads(data, /, *, fix_imports=True, encoding="ASCII", errors="strict",
+          buffers=None):
+    """Read and return one object from the pickle data (bytes-like)."""
+    if isinstance(data, str):
+        raise TypeError("Can't load pickle from unicode string")
+    return Unpickler._for_bytes(data, fix_imports, encoding, errors,
+                                buffers).load()
