@@ -204,6 +204,7 @@ class Pickler:
                 f"Pickler.__init__() was not called by "
                 f"{type(self).__name__}.__init__()")
         self._start()
+        self._depth = 0
         try:
             if self.proto >= 2:
                 self._buf += PROTO + bytes((self.proto,))
@@ -305,10 +306,9 @@ class Pickler:
 
         dispatch = self.dispatch
         if dispatch is Pickler.dispatch:
-            self._atoms = _ATOM_TASKS
-            self._builtins = _BUILTIN_TASKS
+            self._savers = _SAVERS
         else:
-            self._atoms, self._builtins = _tables_for(dispatch)
+            self._savers = _savers_for(dispatch)
 
     def _stop(self):
         """Drop per-dump references (bound methods would make cycles)."""
@@ -403,12 +403,17 @@ class Pickler:
     # ------------------------------------------------------------ driver
 
     def _run(self, task):
-        """Run a task and every task it spawns, without recursion."""
+        """Run a task and every task it spawns, without recursion.
+
+        While it runs, savers return tasks instead of recursing.
+        """
         if task is None:
             return
         stack = [task]
         push = stack.append
         pop = stack.pop
+        depth = self._depth
+        self._depth = _DRIVING
         try:
             while stack:
                 sub = next(stack[-1], None)
@@ -427,6 +432,26 @@ class Pickler:
                 except BaseException as outer:
                     error = outer
             raise error
+        finally:
+            self._depth = depth
+
+    def _start_task(self, task):
+        """Save a container: at once while shallow, else hand back its task.
+
+        Up to _SYNC_DEPTH container levels are saved by plain recursion,
+        which is fastest; a task that would go deeper is returned to the
+        caller, and from there on one loop (_run) drives the tasks.
+        """
+        depth = self._depth
+        if depth >= _SYNC_DEPTH:
+            return task
+        self._depth = depth + 1
+        try:
+            for sub in task:
+                self._run(sub)
+        finally:
+            self._depth = depth
+        return None
 
     # ------------------------------------------------------------- saving
 
@@ -452,16 +477,15 @@ class Pickler:
             if pid is not None:
                 return self._save_pers(pid)
         t = type(obj)
-        save = self._atoms.get(t)
+        save = self._savers.get(t)
         if save is not None:
+            # Atoms are never memoized; the other builtin savers check the
+            # memo first themselves.
             return save(self, obj)
         x = self.memo.get(id(obj))
         if x is not None:
             self._buf += self.get(x[0])
             return None
-        save = self._builtins.get(t)
-        if save is not None:
-            return save(self, obj)
         return self._save_other(obj, t)
 
     _step = _step_base
@@ -573,6 +597,10 @@ class Pickler:
     # Strings and bytes: written at once and memoized.
 
     def _save_str(self, obj):
+        x = self.memo.get(id(obj))
+        if x is not None:
+            self._buf += self.get(x[0])
+            return None
         buf = self._buf
         if self.bin:
             encoded = obj.encode("utf-8", "surrogatepass")
@@ -604,6 +632,10 @@ class Pickler:
         self._memoize(obj)
 
     def _save_bytes(self, obj):
+        x = self.memo.get(id(obj))
+        if x is not None:
+            self._buf += self.get(x[0])
+            return None
         if self.proto < 3:
             # No bytes opcode: Python 2 reads codecs.encode(str, 'latin1')
             # as a str, Python 3 as bytes.
@@ -636,6 +668,10 @@ class Pickler:
         self._memoize(obj)
 
     def _save_bytearray(self, obj):
+        x = self.memo.get(id(obj))
+        if x is not None:
+            self._buf += self.get(x[0])
+            return None
         if self.proto < 5:
             if not obj:
                 return self._save_reduce_value((bytearray, ()), obj)
@@ -654,6 +690,10 @@ class Pickler:
         self._memoize(obj)
 
     def _save_picklebuffer(self, obj):
+        x = self.memo.get(id(obj))
+        if x is not None:
+            self._buf += self.get(x[0])
+            return None
         if self.proto < 5:
             raise PicklingError(
                 "PickleBuffer can only pickled with protocol >= 5")
@@ -680,11 +720,15 @@ class Pickler:
     # Containers: tasks.
 
     def _save_tuple(self, obj):
+        x = self.memo.get(id(obj))
+        if x is not None:
+            self._buf += self.get(x[0])
+            return None
         n = len(obj)
         if n == 0:
             self._buf += EMPTY_TUPLE if self.bin else MARK + TUPLE
             return None
-        return self._task_tuple(obj, n)
+        return self._start_task(self._task_tuple(obj, n))
 
     def _task_tuple(self, obj, n):
         step = self._step
@@ -717,6 +761,10 @@ class Pickler:
         self._memoize(obj)
 
     def _save_list(self, obj):
+        x = self.memo.get(id(obj))
+        if x is not None:
+            self._buf += self.get(x[0])
+            return None
         self._enter_fast(obj)
         self._buf += EMPTY_LIST if self.bin else MARK + LIST
         self._memoize(obj)
@@ -724,8 +772,8 @@ class Pickler:
             self._leave_fast(obj)
             return None
         if self.bin:
-            return self._task_list_items(obj)
-        return self._task_batch_appends(iter(obj), obj)
+            return self._start_task(self._task_list_items(obj))
+        return self._start_task(self._task_batch_appends(iter(obj), obj))
 
     def _task_list_items(self, obj):
         """Items of an exact list, in batches of BATCHSIZE.
@@ -820,6 +868,10 @@ class Pickler:
             self._leave_fast(obj)
 
     def _save_dict(self, obj):
+        x = self.memo.get(id(obj))
+        if x is not None:
+            self._buf += self.get(x[0])
+            return None
         self._enter_fast(obj)
         self._buf += EMPTY_DICT if self.bin else MARK + DICT
         self._memoize(obj)
@@ -827,8 +879,9 @@ class Pickler:
             self._leave_fast(obj)
             return None
         if self.bin:
-            return self._task_dict_items(obj)
-        return self._task_batch_setitems(iter(obj.items()), obj)
+            return self._start_task(self._task_dict_items(obj))
+        return self._start_task(
+            self._task_batch_setitems(iter(obj.items()), obj))
 
     def _task_dict_items(self, obj):
         """Items of an exact dict, in batches of BATCHSIZE.
@@ -938,13 +991,17 @@ class Pickler:
             self._leave_fast(obj)
 
     def _save_set(self, obj):
+        x = self.memo.get(id(obj))
+        if x is not None:
+            self._buf += self.get(x[0])
+            return None
         if self.proto < 4:
             return self._save_reduce_value((set, (list(obj),)), obj)
         self._buf += EMPTY_SET
         self._memoize(obj)
         if not obj:
             return None
-        return self._task_set_items(obj)
+        return self._start_task(self._task_set_items(obj))
 
     def _task_set_items(self, obj):
         step = self._step
@@ -969,9 +1026,13 @@ class Pickler:
             raise
 
     def _save_frozenset(self, obj):
+        x = self.memo.get(id(obj))
+        if x is not None:
+            self._buf += self.get(x[0])
+            return None
         if self.proto < 4:
             return self._save_reduce_value((frozenset, (list(obj),)), obj)
-        return self._task_frozenset(obj)
+        return self._start_task(self._task_frozenset(obj))
 
     def _task_frozenset(self, obj):
         step = self._step
@@ -1046,12 +1107,13 @@ class Pickler:
         if parent is module:
             name = lastname
         if proto >= 4:
-            return self._task_stack_global(obj, module_name, name)
+            return self._start_task(
+                self._task_stack_global(obj, module_name, name))
         if parent is not module:
             # A nested name at protocols 0-3: getattr(parent, lastname).
-            return self._task_then_memoize(
-                self._save_reduce_value((getattr, (parent, lastname)), None),
-                obj)
+            task = self._save_reduce_value((getattr, (parent, lastname)),
+                                           None)
+            return self._start_task(self._task_then_memoize(task, obj))
         if self.fix_imports:
             module_name, name = _map_name_3to2(module_name, name)
         encoding = "utf-8" if proto == 3 else "ascii"
@@ -1109,7 +1171,7 @@ class Pickler:
                     "__reduce__ must return a string or tuple")
             self._save_reduce_hook(*rv, obj=obj)
             return None
-        return self._task_reduce(rv, obj)
+        return self._start_task(self._task_reduce(rv, obj))
 
     def _task_reduce(self, rv, obj):
         n = len(rv)
@@ -1334,15 +1396,14 @@ def _map_name_3to2(module_name, name):
 
 # ----------------------------------------------------- dispatch tables
 
-# Internal savers: return None (written) or a task. Atoms are tried before
-# the memo, the other builtins after it, as in CPython.
-_ATOM_TASKS = {
+# Internal savers by exact type: they return None (all written) or a task.
+# Atoms come first in CPython's order and are never memoized; the other
+# savers look the object up in the memo themselves.
+_SAVERS = {
     _NoneType: Pickler._save_none,
     bool: Pickler._save_bool,
     int: Pickler._save_int,
     float: Pickler._save_float,
-}
-_BUILTIN_TASKS = {
     bytes: Pickler._save_bytes,
     str: Pickler._save_str,
     dict: Pickler._save_dict,
@@ -1353,6 +1414,10 @@ _BUILTIN_TASKS = {
     bytearray: Pickler._save_bytearray,
     PickleBuffer: Pickler._save_picklebuffer,
 }
+
+# Container levels saved by plain recursion before tasks take over.
+_SYNC_DEPTH = 50
+_DRIVING = 1 << 30
 
 
 def _synchronous(task_function, name):
@@ -1402,29 +1467,29 @@ Pickler.dispatch = {
 _DEFAULT_DISPATCH = dict(Pickler.dispatch)
 
 
-def _tables_for(dispatch):
-    """Internal tables for a subclass whose dispatch mapping differs.
+def _savers_for(dispatch):
+    """The saver table for a subclass whose dispatch mapping differs.
 
     Entries that are still brinery's own savers keep their fast internal
     form; anything else is called synchronously, after the memo check, as
     pickle._Pickler calls its dispatch entries.
     """
-    atoms = dict(_ATOM_TASKS)
-    builtins = dict(_BUILTIN_TASKS)
+    savers = dict(_SAVERS)
     for cls, function in dispatch.items():
-        if _DEFAULT_DISPATCH.get(cls) is function:
-            continue
-        atoms.pop(cls, None)
-        builtins[cls] = _call_dispatch_entry(function)
+        if _DEFAULT_DISPATCH.get(cls) is not function:
+            savers[cls] = _call_dispatch_entry(function)
     for cls in _DEFAULT_DISPATCH:
         if cls not in dispatch:
-            atoms.pop(cls, None)
-            builtins.pop(cls, None)
-    return atoms, builtins
+            savers.pop(cls, None)
+    return savers
 
 
 def _call_dispatch_entry(function):
     def call(self, obj):
+        x = self.memo.get(id(obj))
+        if x is not None:
+            self._buf += self.get(x[0])
+            return None
         function(self, obj)
         return None
     return call

@@ -328,18 +328,168 @@ class Unpickler:
             self._result = None
 
     def _run(self, pos):
+        """The machine's loop. Returns the position after STOP.
+
+        The most frequent opcodes are handled here, inline, on local
+        variables; each does exactly what its load_* method does (the
+        methods stay the reference, and handle the rare slow cases such as
+        an argument that crosses the end of a file buffer). Every other
+        opcode goes to its method, after which the locals are refreshed.
+        """
         dispatch = _DISPATCH
         data = self._data
+        end = self._end
+        stack = self.stack
+        append = stack.append
+        memo = self.memo
+        metastack = self.metastack
+        start = pos
         try:
             while True:
-                if pos >= self._end:
+                start = pos
+                if pos >= end:
                     pos = self._fill_opcode(pos)
+                    data = self._data
+                    end = self._end
+                    start = pos
+                op = data[pos]
+                pos += 1
+                # Split by range first: protocol 4+ pickles are mostly
+                # opcodes >= 0x80, protocols 0-3 mostly the others.
+                if op >= 0x80:
+                    if op == 0x94:                              # MEMOIZE
+                        if stack:
+                            memo[len(memo)] = stack[-1]
+                            continue
+                    elif op == 0x8C:                   # SHORT_BINUNICODE
+                        if pos < end:
+                            stop = pos + 1 + data[pos]
+                            if stop <= end:
+                                append(str(data[pos + 1:stop], "utf-8",
+                                           "surrogatepass"))
+                                pos = stop
+                                continue
+                    elif op == 0x86:                             # TUPLE2
+                        if len(stack) >= 2:
+                            stack[-2:] = [(stack[-2], stack[-1])]
+                            continue
+                    elif op == 0x85:                             # TUPLE1
+                        if stack:
+                            stack[-1] = (stack[-1],)
+                            continue
+                    elif op == 0x87:                             # TUPLE3
+                        if len(stack) >= 3:
+                            stack[-3:] = [(stack[-3], stack[-2], stack[-1])]
+                            continue
+                    elif op == 0x88:                            # NEWTRUE
+                        append(True)
+                        continue
+                    elif op == 0x89:                           # NEWFALSE
+                        append(False)
+                        continue
+                elif op == 0x71:                                 # BINPUT
+                    if pos < end and stack:
+                        memo[data[pos]] = stack[-1]
+                        pos += 1
+                        continue
+                elif op == 0x4B:                                # BININT1
+                    if pos < end:
+                        append(data[pos])
+                        pos += 1
+                        continue
+                elif op == 0x58:                             # BINUNICODE
+                    if pos + 4 <= end:
+                        stop = pos + 4 + _unpack_uint4(data, pos)[0]
+                        if stop <= end:
+                            append(str(data[pos + 4:stop], "utf-8",
+                                       "surrogatepass"))
+                            pos = stop
+                            continue
+                elif op == 0x72:                            # LONG_BINPUT
+                    if pos + 4 <= end and stack:
+                        memo[_unpack_uint4(data, pos)[0]] = stack[-1]
+                        pos += 4
+                        continue
+                elif op == 0x47:                               # BINFLOAT
+                    if pos + 8 <= end:
+                        append(_unpack_double(data, pos)[0])
+                        pos += 8
+                        continue
+                elif op == 0x68:                                 # BINGET
+                    if pos < end:
+                        idx = data[pos]
+                        if idx in memo:
+                            append(memo[idx])
+                            pos += 1
+                            continue
+                elif op == 0x28:                                   # MARK
+                    metastack.append(stack)
+                    self.stack = stack = []
+                    append = stack.append
+                    continue
+                elif op == 0x65:                                # APPENDS
+                    if metastack and metastack[-1]:
+                        target = metastack[-1][-1]
+                        if type(target) is list:
+                            target.extend(stack)
+                            self.stack = stack = metastack.pop()
+                            append = stack.append
+                            continue
+                elif op == 0x75:                               # SETITEMS
+                    if metastack and metastack[-1] and not len(stack) % 2:
+                        target = metastack[-1][-1]
+                        if type(target) is dict:
+                            target.update(zip(stack[::2], stack[1::2]))
+                            self.stack = stack = metastack.pop()
+                            append = stack.append
+                            continue
+                elif op == 0x4D:                                # BININT2
+                    if pos + 2 <= end:
+                        append(_unpack_uint2(data, pos)[0])
+                        pos += 2
+                        continue
+                elif op == 0x4A:                                 # BININT
+                    if pos + 4 <= end:
+                        append(_unpack_int4(data, pos)[0])
+                        pos += 4
+                        continue
+                elif op == 0x5D:                             # EMPTY_LIST
+                    append([])
+                    continue
+                elif op == 0x7D:                             # EMPTY_DICT
+                    append({})
+                    continue
+                elif op == 0x61:                                 # APPEND
+                    if len(stack) >= 2 and type(stack[-2]) is list:
+                        stack[-2].append(stack.pop())
+                        continue
+                elif op == 0x6A:                            # LONG_BINGET
+                    if pos + 4 <= end:
+                        idx = _unpack_uint4(data, pos)[0]
+                        if idx in memo:
+                            append(memo[idx])
+                            pos += 4
+                            continue
+                elif op == 0x29:                            # EMPTY_TUPLE
+                    append(())
+                    continue
+                elif op == 0x4E:                                   # NONE
+                    append(None)
+                    continue
+                elif op == 0x2E:                                   # STOP
+                    if stack:
+                        self._result = stack.pop()
+                        return pos
+                # Everything else, and the slow cases of the above.
+                pos = dispatch[op](self, pos)
                 data = self._data
-                pos = dispatch[data[pos]](self, pos + 1)
+                end = self._end
+                stack = self.stack
+                append = stack.append
         except _Stop as stop:
             return stop.args[0]
         except Exception as exc:
-            self._note_position(exc, data, pos)
+            self._note_position(exc, data, start)
             raise
 
     def _note_position(self, exc, data, pos):
