@@ -29,7 +29,8 @@ PURE = SimpleNamespace(
 def _load_accel():
     try:
         from brinery import _accel
-    except ImportError as exc:
+        _accel.Pickler   # the sources directory alone imports, empty
+    except (ImportError, AttributeError) as exc:
         if os.environ.get("BRINERY_REQUIRE_C", "") not in ("", "0"):
             raise RuntimeError(
                 "BRINERY_REQUIRE_C is set but brinery._accel does not "

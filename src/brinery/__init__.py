@@ -57,6 +57,10 @@ def _select_implementation():
         from . import _accel
     except ImportError:
         return pure
+    if not hasattr(_accel, "Pickler"):
+        # src/brinery/_accel/ holds the C sources; without the built
+        # extension it imports as an empty namespace package.
+        return pure
     return ("c", _accel.Pickler, _accel.Unpickler, _accel.dump,
             _accel.dumps, _accel.load, _accel.loads)
 
