@@ -392,10 +392,12 @@ class Pickler:
             self._flush_to_file()
             self._file_write(payload)
         else:
+            # Kept by reference and copied once, into the result. (A
+            # mutable buffer changed by user code later in the same dump
+            # would be seen as it is at the end; copying it here instead
+            # would cost a second copy of every large payload.)
             self._chunks.append(bytes(buf))
             buf.clear()
-            if not isinstance(payload, bytes):
-                payload = bytes(payload)    # a mutable buffer may change
             self._chunks.append(payload)
         if framing:
             self._start_framing()
@@ -704,13 +706,13 @@ class Pickler:
         if self._buffer_callback is not None:
             in_band = bool(self._buffer_callback(obj))
         if in_band:
-            with obj.raw() as view:
-                data = view if view.nbytes >= FRAME_SIZE_TARGET else \
-                    view.tobytes()
-                if readonly:
-                    self._save_bytes_data(obj, data)
-                else:
-                    self._save_bytearray_data(obj, data)
+            view = obj.raw()
+            data = view if view.nbytes >= FRAME_SIZE_TARGET else \
+                view.tobytes()
+            if readonly:
+                self._save_bytes_data(obj, data)
+            else:
+                self._save_bytearray_data(obj, data)
         else:
             self._buf += NEXT_BUFFER
             if readonly:
