@@ -211,6 +211,11 @@ def getattribute(obj, name, allow_qualname):
     return obj
 
 
+# The default of `buffers`: CPython shows "buffers=()" and treats it as not
+# given. (The empty tuple is a singleton, so identity is a safe test.)
+_NOT_GIVEN = ()
+
+
 class _Stop(Exception):
     pass
 
@@ -219,11 +224,11 @@ class Unpickler:
     """Read objects back from a pickle data stream.
 
     ``Unpickler(file, *, fix_imports=True, encoding="ASCII",
-    errors="strict", buffers=None)``; see `pickle.Unpickler`.
+    errors="strict", buffers=())``; see `pickle.Unpickler`.
     """
 
     def __init__(self, file, *, fix_imports=True, encoding="ASCII",
-                 errors="strict", buffers=None):
+                 errors="strict", buffers=_NOT_GIVEN):
         # Looked up in CPython's order; only AttributeError means "absent".
         getattr(file, "peek", None)
         getattr(file, "readinto", None)
@@ -244,7 +249,12 @@ class Unpickler:
         if not isinstance(errors, str):
             raise TypeError(
                 f"argument 'errors' must be str, not {type(errors).__name__}")
-        self._buffers = iter(buffers) if buffers is not None else None
+        # The default, (), means "not given", as in CPython's C unpickler
+        # (whose signature shows buffers=()).
+        if buffers is None or buffers is _NOT_GIVEN:
+            self._buffers = None
+        else:
+            self._buffers = iter(buffers)
         self.memo = {}
         self.encoding = encoding
         self.errors = errors
@@ -1297,14 +1307,14 @@ _DISPATCH = _build_dispatch()
 
 
 def load(file, *, fix_imports=True, encoding="ASCII", errors="strict",
-         buffers=None):
+         buffers=_NOT_GIVEN):
     """Read and return one object from the pickle in the open file."""
     return Unpickler(file, fix_imports=fix_imports, encoding=encoding,
                      errors=errors, buffers=buffers).load()
 
 
 def loads(data, /, *, fix_imports=True, encoding="ASCII", errors="strict",
-          buffers=None):
+          buffers=_NOT_GIVEN):
     """Read and return one object from the pickle data (bytes-like)."""
     if isinstance(data, str):
         raise TypeError("Can't load pickle from unicode string")
