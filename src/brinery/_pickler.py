@@ -271,10 +271,10 @@ class Pickler:
         self._run(self._save_pers(pid))
 
     def _batch_appends(self, items):
-        self._run(self._task_batch_appends(items))
+        self._run(self._task_batched(iter(items), False, "list"))
 
     def _batch_setitems(self, items):
-        self._run(self._task_batch_setitems(items))
+        self._run(self._task_batched(iter(items), True, "dict"))
 
     # ---------------------------------------------------- dump lifecycle
 
@@ -776,7 +776,8 @@ class Pickler:
             return None
         if self.bin:
             return self._start_task(self._task_list_items(obj))
-        return self._start_task(self._task_batch_appends(iter(obj), obj))
+        return self._start_task(
+            self._task_batched(iter(obj), False, "list", obj))
 
     def _task_list_items(self, obj):
         """Items of an exact list, in batches of BATCHSIZE.
@@ -814,58 +815,72 @@ class Pickler:
             raise
         self._leave_fast(obj)
 
-    def _task_batch_appends(self, items, obj=None, label="list"):
-        """Items from an iterator: APPEND each at protocol 0, else batches.
+    def _task_batched(self, items, pairs, label, obj=None):
+        """APPEND(S) or SETITEM(S) for items read from an iterator.
 
-        The iterator is read one item ahead, as CPython does, to tell a
-        lone last item (APPEND) from a batch (MARK ... APPENDS).
+        Used for list and dict subclasses (through their reduce value),
+        for reduce values' listitems/dictitems, and for protocol 0. With
+        pairs, each item is a (key, value) pair. At protocol 0 each item
+        gets its own APPEND/SETITEM. Otherwise items go in batches of
+        BATCHSIZE between MARK and APPENDS/SETITEMS; the iterator is read
+        one item ahead, in CPython's order, to write a lone last item with
+        APPEND/SETITEM instead of a batch.
         """
+        one, many = (SETITEM, SETITEMS) if pairs else (APPEND, APPENDS)
+        parts_of = _check_pair if pairs else _single
         step = self._step
         buf = self._buf
-        index = 0
+        count = 0
+        parts = ()
         try:
             if not self.bin:
                 for item in items:
-                    task = step(item)
-                    if task is not None:
-                        yield task
-                    buf += APPEND
-                    index += 1
+                    for part in parts_of(item):
+                        task = step(part)
+                        if task is not None:
+                            yield task
+                    buf += one
+                    count += 1
             else:
                 while True:
                     first = next(items, _END)
                     if first is _END:
                         break
+                    parts = parts_of(first)
                     item = next(items, _END)
                     if item is _END:
-                        task = step(first)
-                        if task is not None:
-                            yield task
-                        buf += APPEND
-                        index += 1
+                        for part in parts:
+                            task = step(part)
+                            if task is not None:
+                                yield task
+                        buf += one
                         break
                     buf += MARK
-                    task = step(first)
-                    if task is not None:
-                        yield task
-                    index += 1
-                    n = 1
-                    while True:
-                        task = step(item)
+                    for part in parts:
+                        task = step(part)
                         if task is not None:
                             yield task
-                        index += 1
+                    count += 1
+                    n = 1
+                    while True:
+                        parts = parts_of(item)
+                        for part in parts:
+                            task = step(part)
+                            if task is not None:
+                                yield task
+                        count += 1
                         n += 1
                         if n == BATCHSIZE:
                             break
                         item = next(items, _END)
                         if item is _END:
                             break
-                    buf += APPENDS
+                    buf += many
                     if n != BATCHSIZE:
                         break
         except Exception as exc:
-            _add_note(exc, f"when serializing {label} item {index}")
+            where = repr(parts[0]) if pairs and parts else str(count)
+            _add_note(exc, f"when serializing {label} item {where}")
             raise
         if obj is not None:
             self._leave_fast(obj)
@@ -884,7 +899,7 @@ class Pickler:
         if self.bin:
             return self._start_task(self._task_dict_items(obj))
         return self._start_task(
-            self._task_batch_setitems(iter(obj.items()), obj))
+            self._task_batched(iter(obj.items()), True, "dict", obj))
 
     def _task_dict_items(self, obj):
         """Items of an exact dict, in batches of BATCHSIZE.
@@ -928,70 +943,6 @@ class Pickler:
             _add_note(exc, f"when serializing dict item {key!r}")
             raise
         self._leave_fast(obj)
-
-    def _task_batch_setitems(self, items, obj=None, label="dict"):
-        """Key/value pairs from an iterator: SETITEM each at protocol 0,
-        else batches, reading one pair ahead as CPython does."""
-        step = self._step
-        buf = self._buf
-        key = None
-        try:
-            if not self.bin:
-                for pair in items:
-                    key, value = _check_pair(pair)
-                    task = step(key)
-                    if task is not None:
-                        yield task
-                    task = step(value)
-                    if task is not None:
-                        yield task
-                    buf += SETITEM
-            else:
-                while True:
-                    first = next(items, _END)
-                    if first is _END:
-                        break
-                    key, value = _check_pair(first)
-                    pair = next(items, _END)
-                    if pair is _END:
-                        task = step(key)
-                        if task is not None:
-                            yield task
-                        task = step(value)
-                        if task is not None:
-                            yield task
-                        buf += SETITEM
-                        break
-                    buf += MARK
-                    task = step(key)
-                    if task is not None:
-                        yield task
-                    task = step(value)
-                    if task is not None:
-                        yield task
-                    n = 1
-                    while True:
-                        key, value = _check_pair(pair)
-                        task = step(key)
-                        if task is not None:
-                            yield task
-                        task = step(value)
-                        if task is not None:
-                            yield task
-                        n += 1
-                        if n == BATCHSIZE:
-                            break
-                        pair = next(items, _END)
-                        if pair is _END:
-                            break
-                    buf += SETITEMS
-                    if n != BATCHSIZE:
-                        break
-        except Exception as exc:
-            _add_note(exc, f"when serializing {label} item {key!r}")
-            raise
-        if obj is not None:
-            self._leave_fast(obj)
 
     def _save_set(self, obj):
         x = self.memo.get(id(obj))
@@ -1303,12 +1254,10 @@ class Pickler:
 
             if listitems is not None:
                 what = None
-                yield self._task_batch_appends(
-                    listitems, None, _type_label(obj))
+                yield self._task_batched(listitems, False, _type_label(obj))
             if dictitems is not None:
                 what = None
-                yield self._task_batch_setitems(
-                    dictitems, None, _type_label(obj))
+                yield self._task_batched(dictitems, True, _type_label(obj))
             if state is not None:
                 if state_setter is None:
                     what = "state"
@@ -1383,9 +1332,13 @@ _END = object()
 
 
 def _check_pair(pair):
-    if type(pair) is not tuple or len(pair) != 2:
+    if not isinstance(pair, tuple) or len(pair) != 2:
         raise TypeError("dict items iterator must return 2-tuples")
     return pair
+
+
+def _single(item):
+    return (item,)
 
 
 def _map_name_3to2(module_name, name):
