@@ -28,17 +28,12 @@ import io
 import struct
 import sys
 
-from ._opcodes import (ARGUMENTS, OPCODE_BY_BYTE,
-                       OPCODES, FRAME_SIZE_MIN, FRAME_SIZE_TARGET,
-                       STACK_OBJECTS, UP_TO_NEWLINE, TAKEN_FROM_ARGUMENT1,
-                       TAKEN_FROM_ARGUMENT4, TAKEN_FROM_ARGUMENT4U,
-                       TAKEN_FROM_ARGUMENT8U)
 from . import _opcodes
+from ._opcodes import OPCODES
 
 __all__ = ["genops", "dis", "optimize", "opcode_docs", "OPCODES"]
 
-_MARK = STACK_OBJECTS["mark"]
-_STACKSLICE = STACK_OBJECTS["stackslice"]
+_MARK = _opcodes.STACK_OBJECTS["mark"]
 
 # Large counted arguments are read in pieces of this size, so that a length
 # field claiming far more than the stream holds allocates nothing.
@@ -221,7 +216,8 @@ _READERS = {
     "unicodestring4": _counted("unicodestring4", _read_uint4, decode=_utf8),
     "unicodestring8": _counted("unicodestring8", _read_uint8, decode=_utf8),
 }
-assert _READERS.keys() == ARGUMENTS.keys(), "an argument kind has no reader"
+assert _READERS.keys() == _opcodes.ARGUMENTS.keys(), \
+    "every argument kind of the table needs a reader"
 
 # Readers indexed by opcode byte (None for opcodes without an argument).
 _READER_BY_BYTE = {op.byte: op.arg and _READERS[op.arg.name]
@@ -260,7 +256,7 @@ def _genops(pickle, with_end=False):
     while True:
         pos = tell() if tell else None
         code = read(1)
-        op = OPCODE_BY_BYTE.get(code[0]) if code else None
+        op = _opcodes.OPCODE_BY_BYTE.get(code[0]) if code else None
         if op is None:
             if not code:
                 raise ValueError("pickle exhausted before seeing STOP")
@@ -454,7 +450,8 @@ def _optimize(data, start):
         else:
             opcode = data[value[0]:value[1]]
             # Like pickletools: an opcode too big for a frame stands alone.
-            out.write(opcode, alone=len(opcode) > FRAME_SIZE_TARGET)
+            out.write(opcode,
+                      alone=len(opcode) > _opcodes.FRAME_SIZE_TARGET)
     return out.getvalue(), end
 
 
@@ -586,7 +583,7 @@ class _FramedWriter:
         if frame is None:
             self._out += data
             return
-        if frame and (alone or len(frame) >= FRAME_SIZE_TARGET):
+        if frame and (alone or len(frame) >= _opcodes.FRAME_SIZE_TARGET):
             self._end_frame()
         if alone:
             self._out += data
@@ -595,7 +592,7 @@ class _FramedWriter:
 
     def _end_frame(self):
         frame = self._frame
-        if len(frame) >= FRAME_SIZE_MIN:
+        if len(frame) >= _opcodes.FRAME_SIZE_MIN:
             self._out += _opcodes.FRAME + len(frame).to_bytes(8, "little")
         self._out += frame
         frame.clear()
@@ -636,9 +633,9 @@ def opcode_docs():
 
 
 _ARGUMENT_SIZES = {
-    UP_TO_NEWLINE: "up to a newline",
-    TAKEN_FROM_ARGUMENT1: "1-byte length, then data",
-    TAKEN_FROM_ARGUMENT4: "signed 4-byte length, then data",
-    TAKEN_FROM_ARGUMENT4U: "4-byte length, then data",
-    TAKEN_FROM_ARGUMENT8U: "8-byte length, then data",
+    _opcodes.UP_TO_NEWLINE: "up to a newline",
+    _opcodes.TAKEN_FROM_ARGUMENT1: "1-byte length, then data",
+    _opcodes.TAKEN_FROM_ARGUMENT4: "signed 4-byte length, then data",
+    _opcodes.TAKEN_FROM_ARGUMENT4U: "4-byte length, then data",
+    _opcodes.TAKEN_FROM_ARGUMENT8U: "8-byte length, then data",
 }
