@@ -156,6 +156,8 @@ class ShowCommand(Command):
             try:
                 with open_input(name) as f:
                     while True:
+                        # Each pickle is loaded on its own, as by
+                        # successive load() calls: no memo is shared.
                         try:
                             obj = load(f)
                         except brinery.UnsafePickleError as exc:
@@ -241,6 +243,8 @@ class DisCommand(Command):
                         try:
                             tools.dis(f, out, shared_memo, args.indentlevel,
                                       annotate)
+                        except BrokenPipeError:
+                            raise       # the output closed, not bad input
                         except Exception as exc:
                             raise BadInput(describe_error(exc)) from None
                         if at_end(f):
