@@ -62,6 +62,24 @@ def open_input(name):
         raise BadInput(exc.strerror or str(exc)) from None
 
 
+def each_pickle(name):
+    """Open FILE `name`; yield it once per pickle, up to its end.
+
+    The consumer reads one pickle from the file each time; an empty file
+    is yielded once, so that reading from it reports the missing pickle.
+    """
+    with open_input(name) as f:
+        while True:
+            yield f
+            if at_end(f):
+                return
+
+
+def add_file_arguments(parser, nargs="+"):
+    parser.add_argument("files", nargs=nargs, metavar="FILE",
+                        help="pickle file, or - for standard input")
+
+
 def display_name(name):
     return STDIN_NAME if name == "-" else name
 
@@ -137,8 +155,7 @@ class ShowCommand(Command):
                 "brinery show --unsafe model.pkl")
 
     def add_arguments(self, parser):
-        parser.add_argument("files", nargs="+", metavar="FILE",
-                            help="pickle file, or - for standard input")
+        add_file_arguments(parser)
         parser.add_argument(
             "--unsafe", action="store_true",
             help="load with the full unpickler even when the safe loader is "
@@ -154,19 +171,16 @@ class ShowCommand(Command):
         status = EXIT_OK
         for name in args.files:
             try:
-                with open_input(name) as f:
-                    while True:
-                        # Each pickle is loaded on its own, as by
-                        # successive load() calls: no memo is shared.
-                        try:
-                            obj = load(f)
-                        except brinery.UnsafePickleError as exc:
-                            raise Refused(describe_error(exc)) from None
-                        except Exception as exc:
-                            raise BadInput(describe_error(exc)) from None
-                        pprint.pprint(obj)
-                        if at_end(f):
-                            break
+                # Each pickle is loaded on its own, as by successive
+                # load() calls: no memo is shared.
+                for f in each_pickle(name):
+                    try:
+                        obj = load(f)
+                    except brinery.UnsafePickleError as exc:
+                        raise Refused(describe_error(exc)) from None
+                    except Exception as exc:
+                        raise BadInput(describe_error(exc)) from None
+                    pprint.pprint(obj)
             except Refused as exc:
                 report(name, f"{exc}; refused by the safe loader (--unsafe "
                              f"loads it anyway: only for trusted files)")
@@ -190,8 +204,7 @@ class DisCommand(Command):
                 "cat data.pkl | brinery dis -")
 
     def add_arguments(self, parser):
-        parser.add_argument("files", nargs="+", metavar="FILE",
-                            help="pickle file, or - for standard input")
+        add_file_arguments(parser)
         parser.add_argument("-o", "--output", metavar="OUT",
                             help="write the disassembly to OUT (default: "
                                  "standard output)")
@@ -238,17 +251,14 @@ class DisCommand(Command):
                 out.write(args.preamble.format(name=display_name(name)) +
                           "\n")
             try:
-                with open_input(name) as f:
-                    while True:
-                        try:
-                            tools.dis(f, out, shared_memo, args.indentlevel,
-                                      annotate)
-                        except BrokenPipeError:
-                            raise       # the output closed, not bad input
-                        except Exception as exc:
-                            raise BadInput(describe_error(exc)) from None
-                        if at_end(f):
-                            break
+                for f in each_pickle(name):
+                    try:
+                        tools.dis(f, out, shared_memo, args.indentlevel,
+                                  annotate)
+                    except BrokenPipeError:
+                        raise       # the output closed, not bad input
+                    except Exception as exc:
+                        raise BadInput(describe_error(exc)) from None
             except BadInput as exc:
                 out.flush()
                 report(name, str(exc))

@@ -70,7 +70,10 @@ def _read_up_to(f, size):
 
 
 def _read_uint1(f):
-    return _read_exactly(f, 1, "uint1")[0]
+    data = f.read(1)
+    if data:
+        return data[0]
+    raise ValueError("not enough data in stream to read uint1")
 
 
 def _read_uint2(f):
@@ -101,7 +104,7 @@ def _counted(kind, read_count, *, signed=False, decode=None):
             raise ValueError(f"{kind} byte count < 0: {size}")
         if size > sys.maxsize:
             raise ValueError(f"{kind} byte count > sys.maxsize: {size}")
-        data = _read_up_to(f, size)
+        data = f.read(size) if size <= _READ_CHUNK else _read_up_to(f, size)
         if len(data) != size:
             raise ValueError(f"expected {size} bytes in a {kind}, but only "
                              f"{len(data)} remain")
@@ -429,40 +432,49 @@ def _optimize_all(data):
 
 def _optimize(data, start):
     """Optimize the pickle at data[start:]; return it and where it ended."""
-    plan, fetch_counts, header, proto, end = _plan(data, start)
+    items, fetch_counts, header, proto, end = _plan(data, start)
+    kept = [store for store, count in enumerate(fetch_counts) if count]
+    kept_counts = [fetch_counts[store] for store in kept]
     if proto >= 4:
         # MEMOIZE stores at the next free index: the order is fixed.
-        index_of = list(range(len(fetch_counts)))
-        store, fetch = _memoize, _binget
+        indices = range(len(kept))
+        store_op, fetch_op = _memoize, _binget
     elif proto >= 1:
-        index_of = _assign_memo_indices(fetch_counts, _binary_index_size)
-        store, fetch = _binput, _binget
+        indices = _assign_memo_indices(kept_counts, _binary_index_size)
+        store_op, fetch_op = _binput, _binget
     else:
-        index_of = _assign_memo_indices(fetch_counts, _text_index_size)
-        store, fetch = _text_put, _text_get
+        indices = _assign_memo_indices(kept_counts, _text_index_size)
+        store_op, fetch_op = _text_put, _text_get
+    # The bytes that replace each memo store (None: dropped) and fetch.
+    store_bytes = [None] * len(fetch_counts)
+    fetch_bytes = [None] * len(fetch_counts)
+    for store, index in zip(kept, indices):
+        store_bytes[store] = store_op(index)
+        fetch_bytes[store] = fetch_op(index)
 
     out = _FramedWriter(header, framed=proto >= 4)
-    for kind, value in plan:
-        if kind == "put":
-            out.write(store(index_of[value]))
-        elif kind == "get":
-            out.write(fetch(index_of[value]))
-        else:
+    write = out.write
+    target = _opcodes.FRAME_SIZE_TARGET
+    for kind, value in items:
+        if kind == "op":
             opcode = data[value[0]:value[1]]
             # Like pickletools: an opcode too big for a frame stands alone.
-            out.write(opcode,
-                      alone=len(opcode) > _opcodes.FRAME_SIZE_TARGET)
+            write(opcode, len(opcode) > target)
+        elif kind == "get":
+            write(fetch_bytes[value])
+        elif store_bytes[value] is not None:
+            write(store_bytes[value])
     return out.getvalue(), end
 
 
 def _plan(data, start):
     """Split the pickle at data[start:] into what optimize writes back.
 
-    Returns (plan, fetch_counts, header, proto, end). The plan lists
+    Returns (items, fetch_counts, header, proto, end). The items are
     ("op", (start, end)) for an opcode copied as it is, ("put", n) for the
-    n-th memo store worth keeping and ("get", n) for a fetch of what store
-    n saved; fetch_counts[n] is how many fetches read store n. `header` is
-    a PROTO opcode at the very start, if any; `proto` the protocol the memo
+    n-th memo store and ("get", n) for a fetch of what store n saved;
+    fetch_counts[n] is how many fetches read store n. `header` is a PROTO
+    opcode at the very start, if any; `proto` the protocol the memo
     opcodes are written for: the highest of the PROTO arguments and of the
     protocols of the memo fetches, as pickletools decides it. `end` is the
     offset after STOP.
@@ -478,15 +490,17 @@ def _plan(data, start):
         name = op.name
         if name in _MEMO_STORES:
             index = len(store_holding) if name == "MEMOIZE" else arg
-            store_holding[index] = len(fetch_counts)
-            items.append(("put", len(fetch_counts)))
+            store = len(fetch_counts)
+            store_holding[index] = store
+            items.append(("put", store))
             fetch_counts.append(0)
         elif name in _MEMO_FETCHES:
-            proto = max(proto, op.proto)
-            if arg not in store_holding:
+            if op.proto > proto:
+                proto = op.proto
+            store = store_holding.get(arg)
+            if store is None:
                 raise ValueError("at position %d, memo key %r has never "
                                  "been stored into" % (pos, arg))
-            store = store_holding[arg]
             fetch_counts[store] += 1
             items.append(("get", store))
         elif name == "FRAME":
@@ -498,17 +512,7 @@ def _plan(data, start):
                     header = data[pos:end]
                     continue
             items.append(("op", (pos, end)))
-
-    # A store is kept when something fetches it; number those in order.
-    kept = {}
-    for store, count in enumerate(fetch_counts):
-        if count:
-            kept[store] = len(kept)
-    plan = [(kind, value) if kind == "op" else (kind, kept[value])
-            for kind, value in items
-            if kind != "put" or value in kept]
-    return (plan, [count for count in fetch_counts if count], header, proto,
-            end)
+    return items, fetch_counts, header, proto, end
 
 
 def _assign_memo_indices(fetch_counts, index_size):
