@@ -413,7 +413,9 @@ def optimize(pickle):
     larger than ``pickletools.optimize(pickle)``, and smaller where the
     choice of memo indices matters: pickletools numbers the memo in order of
     appearance, this gives the indices with the short encodings (below 256
-    for BINGET, fewer digits for GET) to the entries fetched most often.
+    for BINGET, fewer digits for GET) to the entries fetched most often
+    (at protocol 4 and up, where MEMOIZE stores for one byte, only when the
+    fetches saved outweigh the longer stores).
 
     `pickle` is a bytes-like object holding one pickle; bytes after its
     STOP are dropped. Malformed input raises ValueError, as `genops` does,
@@ -436,9 +438,8 @@ def _optimize(data, start):
     kept = [store for store, count in enumerate(fetch_counts) if count]
     kept_counts = [fetch_counts[store] for store in kept]
     if proto >= 4:
-        # MEMOIZE stores at the next free index: the order is fixed.
-        indices = range(len(kept))
-        store_op, fetch_op = _memoize, _binget
+        indices = _memoize_indices(kept_counts)
+        store_op, fetch_op = _memoize_or_binput, _binget
     elif proto >= 1:
         indices = _assign_memo_indices(kept_counts, _binary_index_size)
         store_op, fetch_op = _binput, _binget
@@ -448,8 +449,8 @@ def _optimize(data, start):
     # The bytes that replace each memo store (None: dropped) and fetch.
     store_bytes = [None] * len(fetch_counts)
     fetch_bytes = [None] * len(fetch_counts)
-    for store, index in zip(kept, indices):
-        store_bytes[store] = store_op(index)
+    for position, (store, index) in enumerate(zip(kept, indices)):
+        store_bytes[store] = store_op(index, position)
         fetch_bytes[store] = fetch_op(index)
 
     out = _FramedWriter(header, framed=proto >= 4)
@@ -538,6 +539,28 @@ def _assign_memo_indices(fetch_counts, index_size):
     return in_order
 
 
+def _memoize_indices(fetch_counts):
+    """The memo index of each kept store at protocol 4 and up.
+
+    MEMOIZE (1 byte) stores at the next index, so numbering in order of
+    appearance makes every store one byte; but then an entry stored after
+    the 256th is fetched with 5-byte LONG_BINGETs. Swapping indices with an
+    early, rarely fetched entry makes the hot entry's fetches 2 bytes, for
+    an explicit BINPUT (2 bytes) here and a LONG_BINPUT (5) there, and the
+    early entry's fetches 5 bytes: worth it when 3 * (fetches of the late
+    entry - fetches of the early one) > 5. Stores between keep MEMOIZE: the
+    memo still holds as many distinct indices as stores before them.
+    """
+    indices = list(range(len(fetch_counts)))
+    late = sorted(indices[256:], key=lambda store: -fetch_counts[store])
+    early = sorted(indices[:256], key=lambda store: fetch_counts[store])
+    for hot, cold in zip(late, early):
+        if 3 * (fetch_counts[hot] - fetch_counts[cold]) <= 5:
+            break
+        indices[hot], indices[cold] = cold, hot
+    return indices
+
+
 def _binary_index_size(index):
     return 1 if index < 256 else 4
 
@@ -546,11 +569,12 @@ def _text_index_size(index):
     return len(str(index))
 
 
-def _memoize(index):
-    return _opcodes.MEMOIZE
+def _memoize_or_binput(index, position):
+    """Store the `position`-th kept entry at `index` (MEMOIZE if it can)."""
+    return _opcodes.MEMOIZE if index == position else _binput(index)
 
 
-def _binput(index):
+def _binput(index, position=None):
     if index < 256:
         return _opcodes.BINPUT + bytes((index,))
     return _opcodes.LONG_BINPUT + index.to_bytes(4, "little")
@@ -562,7 +586,7 @@ def _binget(index):
     return _opcodes.LONG_BINGET + index.to_bytes(4, "little")
 
 
-def _text_put(index):
+def _text_put(index, position=None):
     return b"%s%d\n" % (_opcodes.PUT, index)
 
 
