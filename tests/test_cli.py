@@ -209,6 +209,16 @@ def test_dis_goes_on_with_the_next_file_after_a_bad_one(files):
         run_stdlib("pickletools", str(files.p0)).stdout)
 
 
+def test_dis_of_a_stream_that_cannot_seek(files):
+    """Process substitution hands over a pipe: read it like stdin."""
+    result = subprocess.run(
+        ["bash", "-c", f"'{sys.executable}' -m brinery dis "
+                       f"<(cat '{files.several}')"],
+        capture_output=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == _dis_all(files.several.read_bytes())
+
+
 def test_dis_missing_file(tmp_path):
     missing = tmp_path / "missing.pkl"
     assert_one_line_error(run("dis", str(missing)),

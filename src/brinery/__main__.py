@@ -49,15 +49,20 @@ class Refused(Exception):
 # --------------------------------------------------------------- input
 
 def open_input(name):
-    """A binary file for a FILE argument (``-`` is standard input).
+    """A seekable binary file for a FILE argument (``-`` is standard input).
 
-    Standard input is read whole into memory, so that positions are known
-    and the stream can be checked for more pickles, even from a pipe.
+    Standard input, and any other stream that cannot seek (a named pipe,
+    ``<(command)``), is read whole into memory, so that positions are known
+    and the stream can be checked for more pickles.
     """
-    if name == "-":
-        return io.BytesIO(sys.stdin.buffer.read())
     try:
-        return open(name, "rb")
+        if name == "-":
+            return io.BytesIO(sys.stdin.buffer.read())
+        f = open(name, "rb")
+        if not f.seekable():
+            with f:
+                return io.BytesIO(f.read())
+        return f
     except OSError as exc:
         raise BadInput(exc.strerror or str(exc)) from None
 

@@ -265,7 +265,7 @@ def _genops(pickle, with_end=False):
                 raise ValueError("pickle exhausted before seeing STOP")
             raise ValueError("at position %s, opcode %r unknown"
                              % ("<unknown>" if pos is None else pos,
-                                bytes(code)))
+                                code))
         reader = _READER_BY_BYTE[op.byte]
         arg = reader(f) if reader else None
         if with_end:
