@@ -218,6 +218,12 @@ STACK_OBJECTS = {s.name: s for s in (
 
 _A, _M, _S = anyobject, markobject, stackslice
 
+# pickletools printed "found-byte" for LONG4 until CPython 3.13 corrected
+# the typo; dis output follows the running interpreter's pickletools.
+_LONG4_SUMMARY = ("Long integer using four-byte length."
+                  if _sys.version_info >= (3, 13)
+                  else "Long integer using found-byte length.")
+
 OPCODES = [
     # Integers.
     OpcodeInfo(
@@ -251,7 +257,7 @@ OPCODES = [
         "their two's-complement bytes fit in 255 bytes."),
     OpcodeInfo(
         "LONG4", "\x8b", long4, [], [pyint], 2,
-        "Long integer using found-byte length.",
+        _LONG4_SUMMARY,
         "Like LONG1 for ints whose bytes need a 4-byte length."),
 
     # Python 2 strings.
