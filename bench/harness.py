@@ -48,8 +48,8 @@ class Settings:
 
 
 FULL = Settings()
-QUICK = Settings(scale=0.1, target_sample_s=0.01, min_rounds=5,
-                 max_rounds=9, budget_s=0.6)
+QUICK = Settings(scale=0.1, target_sample_s=0.01, min_rounds=3,
+                 max_rounds=7, budget_s=0.5)
 
 
 @dataclass
@@ -321,10 +321,12 @@ def measure(workload, protocol, sides, settings, log, tmpdir):
         cells[side_name, op].loops = loops
         plan.append((side_name, op, timer, loops))
         round_cost += loops * once_s
-    rounds = settings.min_rounds
+    min_rounds = min(settings.max_rounds,
+                     max(settings.min_rounds, workload.min_rounds))
+    rounds = min_rounds
     if round_cost > 0:
         rounds = int(settings.budget_s / round_cost)
-    rounds = max(settings.min_rounds, min(settings.max_rounds, rounds))
+    rounds = max(min_rounds, min(settings.max_rounds, rounds))
     gc.collect()
     gc.freeze()
     try:

@@ -12,6 +12,8 @@ import fnmatch
 import json
 import os
 import sys
+import tempfile
+import time
 
 if __package__ in (None, ""):
     # Run as a script: import the package `bench` from the repository root,
@@ -120,6 +122,17 @@ def settings_from(args):
     return settings
 
 
+def emit(args, text, data):
+    """Print the markdown report; write it and the JSON data if asked."""
+    print(text)
+    if args.markdown:
+        with open(args.markdown, "w") as file:
+            file.write(text)
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump(data, file, indent=1)
+
+
 def run_callgrind(args, log):
     workloads = select_workloads(args.callgrind)
     if len(workloads) != 1:
@@ -134,16 +147,9 @@ def run_callgrind(args, log):
                                args.calls, log)
     text = callgrind.markdown(workload, args.op, protocol, scale, args.calls,
                               counts)
-    print(text)
-    if args.markdown:
-        with open(args.markdown, "w") as file:
-            file.write(text)
-    if args.json:
-        with open(args.json, "w") as file:
-            json.dump({"workload": workload.name, "op": args.op,
-                       "protocol": protocol, "scale": scale,
-                       "calls": args.calls, "instructions": counts}, file,
-                      indent=1)
+    emit(args, text, {"workload": workload.name, "op": args.op,
+                      "protocol": protocol, "scale": scale,
+                      "calls": args.calls, "instructions": counts})
 
 
 def slowest_text(results):
@@ -190,8 +196,6 @@ def main(argv=None):
     memory_rows = []
     large = [w for w in workloads if w.payload_bytes]
     if large and not args.no_memory:
-        import tempfile
-        import time
         started = time.time()
         with tempfile.TemporaryDirectory(prefix="brinery-memory-") as tmpdir:
             memory_rows = memory.measure_all(large, all_sides(), settings.scale,
@@ -205,14 +209,7 @@ def main(argv=None):
     slow = slowest_text(results)
     if slow:
         text += "\n" + slow + "\n"
-    print(text)
-    if args.markdown:
-        with open(args.markdown, "w") as file:
-            file.write(text)
-    if args.json:
-        with open(args.json, "w") as file:
-            json.dump({"meta": meta, "cells": cells, "memory": memory_rows},
-                      file, indent=1)
+    emit(args, text, {"meta": meta, "cells": cells, "memory": memory_rows})
     return 0
 
 

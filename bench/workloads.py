@@ -81,6 +81,9 @@ class Workload:
     out_of_band: bool = False
     # Payload size in bytes at scale 1.0, for the memory probes (large only).
     payload_bytes: int = 0
+    # At least this many rounds (within the run's maximum): single 100 MB
+    # operations vary a lot with page faults, so they need more samples.
+    min_rounds: int = 0
     # Equality for the correctness check before timing; None skips it.
     equal: Callable[[object, object], bool] = operator.eq
     tags: tuple = field(default_factory=tuple)
@@ -404,18 +407,18 @@ WORKLOADS = [
              extra_default_protocols=(0, 1, 3)),
     Workload("bytes_100mb", "one 100 MB bytes object, in-band",
              build_large_bytes, group=LARGE, protocols=(4, 5),
-             payload_bytes=100 * MEGABYTE),
+             payload_bytes=100 * MEGABYTE, min_rounds=9),
     Workload("bytes_100mb_oob", "PickleBuffer over 100 MB bytes, out-of-band "
              "(buffer_callback / buffers=)", build_large_bytes_oob,
              group=LARGE, protocols=(5,), out_of_band=True,
-             payload_bytes=100 * MEGABYTE, equal=buffer_equal),
+             payload_bytes=100 * MEGABYTE, min_rounds=9, equal=buffer_equal),
     Workload("numpy_100mb", "numpy float64 array of 100 MB, in-band",
              build_numpy, group=LARGE, protocols=(4, 5),
-             payload_bytes=100 * MEGABYTE, equal=numpy_equal,
+             payload_bytes=100 * MEGABYTE, min_rounds=9, equal=numpy_equal,
              tags=("numpy",)),
     Workload("numpy_100mb_oob", "numpy float64 array of 100 MB, out-of-band",
              build_numpy, group=LARGE, protocols=(5,), out_of_band=True,
-             payload_bytes=100 * MEGABYTE, equal=numpy_equal,
+             payload_bytes=100 * MEGABYTE, min_rounds=9, equal=numpy_equal,
              tags=("numpy",)),
     Workload("deep_100k", "one list chain nested 100k deep (the stdlib "
              "picklers hit the recursion limit)", build_deep_100k,
