@@ -7,12 +7,14 @@ alone):
   that its output is right (brinery's pickle must equal ``pickle.dumps``'s
   bytes; every side's ``loads`` of the reference pickle must give back data
   equal to the original); a side that raises is reported as failing;
+- time is the process's CPU time by default (``Settings.clock``): on a
+  shared machine, wall-clock samples mostly measure who else was running;
 - the number of loops per sample is calibrated per side and operation so
   that one sample lasts about ``target_sample_s``;
 - a round takes one sample of every (side, operation); the side order is
   rotated every round, so drift and bursts of load from other processes
-  are spread over all sides; rounds repeat until the time budget is used,
-  between ``min_rounds`` and ``max_rounds``;
+  are spread over all sides; rounds repeat while the next one fits in the
+  wall-clock budget, between ``min_rounds`` and ``max_rounds``;
 - the result per (side, operation) is the median over rounds; ratios are
   computed from medians of the same run;
 - the inputs are moved to the GC's permanent generation (``gc.freeze``) so
@@ -44,12 +46,16 @@ class Settings:
     max_rounds: int = 15
     # Time budget for the timed rounds of one (workload, protocol).
     budget_s: float = 6.0
+    # "cpu": the process's CPU time (user + system), which leaves out the
+    # time spent waiting for a core while other processes run on this
+    # shared machine; "wall": time.perf_counter.
+    clock: str = "cpu"
     verbose: bool = True
 
 
 FULL = Settings()
 QUICK = Settings(scale=0.1, target_sample_s=0.01, min_rounds=3,
-                 max_rounds=7, budget_s=0.5)
+                 max_rounds=5, budget_s=0.3)
 
 
 @dataclass
@@ -143,14 +149,17 @@ def load_once(side, prepared):
     return side.loads(reference)
 
 
-def make_timer(side, op, prepared):
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
+
+
+def make_timer(side, op, prepared, clock_name="cpu"):
     """Return run(loops) -> elapsed seconds for `loops` operations.
 
     Each timer is a small dedicated loop with everything bound to locals,
     so the harness adds the same tiny overhead to every side.
     """
     workload, protocol, data = prepared.workload, prepared.protocol, prepared.data
-    clock = time.perf_counter
+    clock = CLOCKS[clock_name]
     kind = workload.kind
     if op == "dumps":
         dumps, dump = side.dumps, side.dump
@@ -296,7 +305,7 @@ def check_and_calibrate(sides, prepared, cells, settings, log):
             cell = cells[side.name, op]
             if cell.status not in ("ok", "wrong"):
                 continue
-            timer = make_timer(side, op, prepared)
+            timer = make_timer(side, op, prepared, settings.clock)
             timers[side.name, op] = (timer, timer(1))
     return timers
 
@@ -315,24 +324,25 @@ def measure(workload, protocol, sides, settings, log, tmpdir):
     timers = check_and_calibrate(sides, prepared, cells, settings, log)
     # Loops per sample from the single calibration run (already warm).
     plan = []
-    round_cost = 0.0
     for (side_name, op), (timer, once_s) in timers.items():
         loops = max(1, round(settings.target_sample_s / max(once_s, 1e-7)))
         cells[side_name, op].loops = loops
         plan.append((side_name, op, timer, loops))
-        round_cost += loops * once_s
-    min_rounds = min(settings.max_rounds,
-                     max(settings.min_rounds, workload.min_rounds))
-    rounds = min_rounds
-    if round_cost > 0:
-        rounds = int(settings.budget_s / round_cost)
-    rounds = max(min_rounds, min(settings.max_rounds, rounds))
+    min_rounds = max(1, min(settings.max_rounds,
+                            max(settings.min_rounds, workload.min_rounds)))
+    side_order = [side.name for side in sides]
+    rounds = 0
     gc.collect()
     gc.freeze()
     try:
-        side_order = [side.name for side in sides]
-        for round_index in range(rounds):
-            shift = round_index % len(side_order)
+        # The budget is wall-clock time, so a loaded machine gets fewer
+        # rounds rather than a longer run (never fewer than min_rounds).
+        started = time.perf_counter()
+        while rounds < min_rounds or (
+                rounds < settings.max_rounds
+                and (time.perf_counter() - started) * (rounds + 1) / rounds
+                <= settings.budget_s):
+            shift = rounds % len(side_order)
             order = side_order[shift:] + side_order[:shift]
             for side_name in order:
                 for entry in plan:
@@ -341,6 +351,7 @@ def measure(workload, protocol, sides, settings, log, tmpdir):
                     _, op, timer, loops = entry
                     elapsed = timer(loops)
                     cells[side_name, op].samples_s.append(elapsed / loops)
+            rounds += 1
     finally:
         gc.unfreeze()
     del prepared, data
@@ -381,6 +392,6 @@ def run_benchmark(workloads=None, protocols=(5, 2), explicit_protocols=False,
     meta = {"elapsed_s": time.time() - started,
             "sides": {side.name: (side.why_unavailable or "available")
                       for side in sides},
-            "scale": settings.scale}
+            "scale": settings.scale, "clock": settings.clock}
     return cells, meta
 

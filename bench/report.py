@@ -229,7 +229,7 @@ def markdown(results, meta, memory_rows, main_protocols):
            f"({machine['cpus']} CPUs), {machine['implementation']} "
            f"{machine['python']}, {machine['platform']}; brinery "
            f"{meta['revision']}; scale {meta['scale']}, "
-           f"{meta['elapsed_s']:.0f} s."]
+           f"{meta.get('clock', 'cpu')} clock, {meta['elapsed_s']:.0f} s."]
     for side, state in meta["sides"].items():
         if state != "available":
             out.append(f"{SIDE_LABELS[side]}: n/a ({state}).")

@@ -84,6 +84,10 @@ def build_parser():
                              "protocol")
     parser.add_argument("--sample-time", type=float,
                         help="target duration of one sample, in seconds")
+    parser.add_argument("--clock", choices=sorted(harness.CLOCKS),
+                        help="cpu: process CPU time, robust to other "
+                             "processes on the machine (default); wall: "
+                             "time.perf_counter")
     parser.add_argument("--no-memory", action="store_true",
                         help="skip the memory probes of the 100 MB workloads")
     parser.add_argument("--memory-only", action="store_true",
@@ -118,6 +122,8 @@ def settings_from(args):
         settings.budget_s = args.budget
     if args.sample_time is not None:
         settings.target_sample_s = args.sample_time
+    if args.clock is not None:
+        settings.clock = args.clock
     settings.verbose = not args.quiet
     return settings
 
