@@ -3,10 +3,11 @@
 Discipline (the machine is shared and noisy, so no absolute time is quoted
 alone):
 
-- every side first runs each operation once untimed: a warm-up, and a check
+- every side first runs each operation once, as a warm-up and a check
   that its output is right (brinery's pickle must equal ``pickle.dumps``'s
   bytes; every side's ``loads`` of the reference pickle must give back data
-  equal to the original); a side that raises is reported as failing;
+  equal to the original); a side that raises is reported as failing; that
+  run is not a sample, its duration only calibrates the loops;
 - time is the process's CPU time by default (``Settings.clock``): on a
   shared machine, wall-clock samples mostly measure who else was running;
 - the number of loops per sample is calibrated per side and operation so
@@ -50,12 +51,15 @@ class Settings:
     # time spent waiting for a core while other processes run on this
     # shared machine; "wall": time.perf_counter.
     clock: str = "cpu"
+    # Run the file workloads at protocols 0, 1 and 3 too, unless protocols
+    # were chosen explicitly.
+    extra_protocols: bool = True
     verbose: bool = True
 
 
 FULL = Settings()
 QUICK = Settings(scale=0.1, target_sample_s=0.01, min_rounds=3,
-                 max_rounds=5, budget_s=0.3)
+                 max_rounds=5, budget_s=0.3, extra_protocols=False)
 
 
 @dataclass
@@ -253,19 +257,23 @@ def _equal(workload, original, loaded):
 
 
 def check_and_calibrate(sides, prepared, cells, settings, log):
-    """Run each operation once per side (warm-up and correctness check),
-    pick the reference pickle, and calibrate loops per sample.
+    """Run each operation once per side (warm-up and correctness check) and
+    pick the reference pickle; that run's duration calibrates the loops.
 
     Returns {(side name, op): (timer, seconds per operation)} for the cells
     that can be timed.
     """
     workload = prepared.workload
+    clock = CLOCKS[settings.clock]
+    once = {}
     for side in sides:
         cell = cells[side.name, "dumps"]
         if not side.available:
             continue
         try:
+            start = clock()
             output, buffers = dump_once(side, prepared)
+            once[side.name, "dumps"] = clock() - start
         except Exception as exc:
             cell.status, cell.detail = "fails", _describe(exc)
             continue
@@ -290,7 +298,9 @@ def check_and_calibrate(sides, prepared, cells, settings, log):
         if not side.available:
             continue
         try:
+            start = clock()
             loaded = load_once(side, prepared)
+            once[side.name, "loads"] = clock() - start
         except Exception as exc:
             cell.status, cell.detail = "fails", _describe(exc)
             continue
@@ -306,7 +316,7 @@ def check_and_calibrate(sides, prepared, cells, settings, log):
             if cell.status not in ("ok", "wrong"):
                 continue
             timer = make_timer(side, op, prepared, settings.clock)
-            timers[side.name, op] = (timer, timer(1))
+            timers[side.name, op] = (timer, once[side.name, op])
     return timers
 
 
@@ -382,7 +392,9 @@ def run_benchmark(workloads=None, protocols=(5, 2), explicit_protocols=False,
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="brinery-bench-") as tmpdir:
         for workload in workloads:
-            for protocol in protocols_for(workload, protocols, explicit_protocols):
+            for protocol in protocols_for(
+                    workload, protocols,
+                    explicit_protocols or not settings.extra_protocols):
                 t0 = time.time()
                 measured, rounds = measure(workload, protocol, sides, settings,
                                            log, tmpdir)
