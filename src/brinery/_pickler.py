@@ -163,27 +163,40 @@ class Pickler:
 
     def __init__(self, file, protocol=None, fix_imports=True,
                  buffer_callback=None):
+        self._configure(protocol, fix_imports, buffer_callback)
+        try:
+            self._file_write = file.write
+        except AttributeError:
+            raise TypeError("file must have a 'write' attribute") from None
+        self.memo = {}
+        self.fast = 0
+
+    def _configure(self, protocol, fix_imports, buffer_callback):
         if protocol is None:
             protocol = DEFAULT_PROTOCOL
-        protocol = protocol.__index__() if not isinstance(protocol, int) \
-            else int(protocol)
+        elif type(protocol) is not int:
+            protocol = protocol.__index__()
         if protocol < 0:
             protocol = HIGHEST_PROTOCOL
         elif protocol > HIGHEST_PROTOCOL:
             raise ValueError(f"pickle protocol must be <= {HIGHEST_PROTOCOL}")
         if buffer_callback is not None and protocol < 5:
             raise ValueError("buffer_callback needs protocol >= 5")
-        try:
-            self._file_write = file.write
-        except AttributeError:
-            raise TypeError("file must have a 'write' attribute") from None
         self._buffer_callback = buffer_callback
-        self.memo = {}
         self.proto = protocol
         self.bin = protocol >= 1
-        self.fast = 0
         self.fix_imports = bool(fix_imports) and protocol < 3
-        self._buf = None
+
+    # Hooks read at each dump() (see _read_hooks); these class-level values
+    # are the defaults, in effect for the module-level dumps().
+    _pers = None
+    _reducer_override = None
+    _dispatch_table = None
+    _save_reduce_hook = None
+    _save_global_hook = None
+    _save_is_overridden = False
+    _fast_active = None
+    _buf = None
 
     # ------------------------------------------------------------ public
 
@@ -204,27 +217,32 @@ class Pickler:
             raise PicklingError(
                 f"Pickler.__init__() was not called by "
                 f"{type(self).__name__}.__init__()")
-        self._start()
-        self._depth = 0
+        self._read_hooks()
         try:
-            if self.proto >= 2:
-                self._buf += PROTO + bytes((self.proto,))
-                if self.proto >= 4:
-                    self._start_framing()
-            if self._save_is_overridden:
-                self.save(obj)
-            else:
-                self._run(self._step(obj))
-            self._buf += STOP
-            self._finish()
+            self._dump(obj)
         finally:
-            self._stop()
+            self._drop_hooks()
 
-    def _dump_to_bytes(self, obj):
-        """dump() collecting the pickle in memory, for `dumps`."""
-        self._file_write = None
-        self.dump(obj)
-        return self._result
+    def _dump(self, obj):
+        """Write the pickle of obj; the hooks have been read."""
+        self._buf = bytearray()
+        self._chunks = []          # finished output, for dumps()
+        self._result = None
+        self._frame_start = -1
+        self._frame_limit = _NO_FRAME_LIMIT
+        self._depth = 0
+        if self.fast:
+            self._fast_active = {}     # id -> obj being saved
+        if self.proto >= 2:
+            self._buf += PROTO + bytes((self.proto,))
+            if self.proto >= 4:
+                self._start_framing()
+        if self._save_is_overridden:
+            self.save(obj)
+        else:
+            self._run(self._step(obj))
+        self._buf += STOP
+        self._finish()
 
     # Synchronous helpers with the pickle._Pickler signatures. They work
     # only while dump() runs (from persistent_id, reducer_override or a
@@ -278,23 +296,15 @@ class Pickler:
 
     # ---------------------------------------------------- dump lifecycle
 
-    def _start(self):
-        """Set up the per-dump state (read hooks, output buffer)."""
+    def _read_hooks(self):
+        """Find what a subclass or the instance overrides, for this dump."""
         cls = type(self)
-        self._buf = bytearray()
-        self._chunks = []          # finished output, for dumps()
-        self._result = None
-        self._frame_start = -1
-        self._frame_limit = _NO_FRAME_LIMIT
-        self._fast_active = {}     # id -> obj being saved, in fast mode
-
         pers = self.persistent_id
         if getattr(pers, "__func__", pers) is Pickler.persistent_id:
             pers = None
         self._pers = pers
         self._reducer_override = getattr(self, "reducer_override", None)
-        table = getattr(self, "dispatch_table", None)
-        self._dispatch_table = table
+        self._dispatch_table = getattr(self, "dispatch_table", None)
         self._save_is_overridden = cls.save is not Pickler.save
         if self._save_is_overridden:
             self._step = self._step_via_save
@@ -304,24 +314,17 @@ class Pickler:
         self._save_global_hook = (
             None if cls.save_global is Pickler.save_global
             else self.save_global)
-
         dispatch = self.dispatch
-        if dispatch is Pickler.dispatch:
-            self._savers = _SAVERS
-        else:
-            self._savers = _savers_for(dispatch)
+        self._savers = (_SAVERS if dispatch is Pickler.dispatch
+                        else _savers_for(dispatch))
 
-    def _stop(self):
+    def _drop_hooks(self):
         """Drop per-dump references (bound methods would make cycles)."""
-        self._pers = None
-        self._reducer_override = None
-        self._dispatch_table = None
-        self._save_reduce_hook = None
-        self._save_global_hook = None
-        self._fast_active = None
-        self._chunks = None
-        self._buf = None
-        self.__dict__.pop("_step", None)
+        for name in ("_pers", "_reducer_override", "_dispatch_table",
+                     "_save_reduce_hook", "_save_global_hook",
+                     "_save_is_overridden", "_fast_active", "_chunks",
+                     "_buf", "_step", "_savers"):
+            self.__dict__.pop(name, None)
 
     def _finish(self):
         """Close the last frame and hand the output over."""
@@ -722,6 +725,10 @@ class Pickler:
 
     # Containers: tasks.
 
+    # Tuples, lists and dicts have two forms: a plain loop, used while the
+    # nesting is shallow (below _SYNC_DEPTH container levels), and a task
+    # (generator) for deeper levels. Both write exactly the same opcodes.
+
     def _save_tuple(self, obj):
         x = self.memo.get(id(obj))
         if x is not None:
@@ -731,22 +738,44 @@ class Pickler:
         if n == 0:
             self._buf += EMPTY_TUPLE if self.bin else MARK + TUPLE
             return None
-        return self._start_task(self._task_tuple(obj, n))
-
-    def _task_tuple(self, obj, n):
-        step = self._step
         short = n <= 3 and self.proto >= 2
         if not short:
             self._buf += MARK
+        depth = self._depth
+        if depth >= _SYNC_DEPTH:
+            return self._task_tuple(obj, n, short)
+        self._depth = depth + 1
+        step = self._step
         i = 0
         try:
-            for i, item in enumerate(obj):
+            for item in obj:
                 task = step(item)
                 if task is not None:
-                    yield task
+                    self._run(task)
+                i += 1
         except Exception as exc:
             _add_note(exc, f"when serializing tuple item {i}")
             raise
+        finally:
+            self._depth = depth
+        self._end_tuple(obj, n, short)
+        return None
+
+    def _task_tuple(self, obj, n, short):
+        step = self._step
+        i = 0
+        try:
+            for item in obj:
+                task = step(item)
+                if task is not None:
+                    yield task
+                i += 1
+        except Exception as exc:
+            _add_note(exc, f"when serializing tuple item {i}")
+            raise
+        self._end_tuple(obj, n, short)
+
+    def _end_tuple(self, obj, n, short):
         buf = self._buf
         x = self.memo.get(id(obj))
         if x is not None:
@@ -764,6 +793,13 @@ class Pickler:
         self._memoize(obj)
 
     def _save_list(self, obj):
+        """An exact list: APPEND for one item, else batches of BATCHSIZE
+        items between MARK and APPENDS (APPEND each at protocol 0).
+
+        The list is re-read as it goes, as CPython does, so that a list
+        changed by a reduce function while being pickled gives the same
+        output.
+        """
         x = self.memo.get(id(obj))
         if x is not None:
             self._buf += self.get(x[0])
@@ -774,44 +810,62 @@ class Pickler:
         if not obj:
             self._leave_fast(obj)
             return None
-        if self.bin:
-            return self._start_task(self._task_list_items(obj))
-        return self._start_task(
-            self._task_batched(iter(obj), False, "list", obj))
+        if not self.bin:
+            return self._start_task(
+                self._task_batched(iter(obj), False, "list", obj))
+        depth = self._depth
+        if depth >= _SYNC_DEPTH:
+            return self._task_list_items(obj)
+        self._depth = depth + 1
+        step = self._step
+        buf = self._buf
+        items = iter(obj)
+        try:
+            if len(obj) == 1:
+                task = step(obj[0])
+                if task is not None:
+                    self._run(task)
+                buf += APPEND
+            else:
+                while True:
+                    buf += MARK
+                    for item in islice(items, BATCHSIZE):
+                        task = step(item)
+                        if task is not None:
+                            self._run(task)
+                    buf += APPENDS
+                    if not length_hint(items):
+                        break
+        except Exception as exc:
+            _add_note(exc, _list_item_note(obj, items))
+            raise
+        finally:
+            self._depth = depth
+        self._leave_fast(obj)
+        return None
 
     def _task_list_items(self, obj):
-        """Items of an exact list, in batches of BATCHSIZE.
-
-        The list is re-read as it goes, as CPython does, so that a list
-        changed by a reduce function while being pickled is handled the
-        same way.
-        """
         step = self._step
-        if len(obj) == 1:
-            try:
+        buf = self._buf
+        items = iter(obj)
+        try:
+            if len(obj) == 1:
                 task = step(obj[0])
                 if task is not None:
                     yield task
-            except Exception as exc:
-                _add_note(exc, "when serializing list item 0")
-                raise
-            self._buf += APPEND
-            self._leave_fast(obj)
-            return
-        items = iter(obj)
-        try:
-            while True:
-                self._buf += MARK
-                for item in islice(items, BATCHSIZE):
-                    task = step(item)
-                    if task is not None:
-                        yield task
-                self._buf += APPENDS
-                if not length_hint(items):
-                    break
+                buf += APPEND
+            else:
+                while True:
+                    buf += MARK
+                    for item in islice(items, BATCHSIZE):
+                        task = step(item)
+                        if task is not None:
+                            yield task
+                    buf += APPENDS
+                    if not length_hint(items):
+                        break
         except Exception as exc:
-            index = len(obj) - length_hint(items) - 1
-            _add_note(exc, f"when serializing list item {index}")
+            _add_note(exc, _list_item_note(obj, items))
             raise
         self._leave_fast(obj)
 
@@ -886,6 +940,9 @@ class Pickler:
             self._leave_fast(obj)
 
     def _save_dict(self, obj):
+        """An exact dict: SETITEM for one item, else batches of BATCHSIZE
+        pairs between MARK and SETITEMS (SETITEM each at protocol 0). As in
+        CPython, a dict of 1000*k items ends with an empty batch."""
         x = self.memo.get(id(obj))
         if x is not None:
             self._buf += self.get(x[0])
@@ -896,17 +953,58 @@ class Pickler:
         if not obj:
             self._leave_fast(obj)
             return None
-        if self.bin:
-            return self._start_task(self._task_dict_items(obj))
-        return self._start_task(
-            self._task_batched(iter(obj.items()), True, "dict", obj))
+        if not self.bin:
+            return self._start_task(
+                self._task_batched(iter(obj.items()), True, "dict", obj))
+        depth = self._depth
+        if depth >= _SYNC_DEPTH:
+            return self._task_dict_items(obj)
+        self._depth = depth + 1
+        step = self._step
+        buf = self._buf
+        size = len(obj)
+        key = None
+        try:
+            if size == 1:
+                for key, value in obj.items():
+                    break
+                task = step(key)
+                if task is not None:
+                    self._run(task)
+                task = step(value)
+                if task is not None:
+                    self._run(task)
+                buf += SETITEM
+            else:
+                items = iter(obj.items())
+                while True:
+                    buf += MARK
+                    n = 0
+                    for key, value in islice(items, BATCHSIZE):
+                        task = step(key)
+                        if task is not None:
+                            self._run(task)
+                        task = step(value)
+                        if task is not None:
+                            self._run(task)
+                        n += 1
+                    buf += SETITEMS
+                    if len(obj) != size:
+                        raise RuntimeError(
+                            "dictionary changed size during iteration")
+                    if n != BATCHSIZE:
+                        break
+        except Exception as exc:
+            _add_note(exc, f"when serializing dict item {key!r}")
+            raise
+        finally:
+            self._depth = depth
+        self._leave_fast(obj)
+        return None
 
     def _task_dict_items(self, obj):
-        """Items of an exact dict, in batches of BATCHSIZE.
-
-        As in CPython, a dict of 1000*k items ends with an empty batch.
-        """
         step = self._step
+        buf = self._buf
         size = len(obj)
         key = None
         try:
@@ -919,11 +1017,11 @@ class Pickler:
                 task = step(value)
                 if task is not None:
                     yield task
-                self._buf += SETITEM
+                buf += SETITEM
             else:
                 items = iter(obj.items())
                 while True:
-                    self._buf += MARK
+                    buf += MARK
                     n = 0
                     for key, value in islice(items, BATCHSIZE):
                         task = step(key)
@@ -933,7 +1031,7 @@ class Pickler:
                         if task is not None:
                             yield task
                         n += 1
-                    self._buf += SETITEMS
+                    buf += SETITEMS
                     if len(obj) != size:
                         raise RuntimeError(
                             "dictionary changed size during iteration")
@@ -1034,8 +1132,10 @@ class Pickler:
         parts = _dotted_path(name)
         module_name = whichmodule(obj, parts)
         try:
-            __import__(module_name, level=0)
-            module = sys.modules[module_name]
+            module = sys.modules.get(module_name)
+            if module is None:
+                __import__(module_name, level=0)
+                module = sys.modules[module_name]
         except Exception:
             raise PicklingError(
                 f"Can't pickle {obj!r}: import of module {module_name!r} "
@@ -1061,8 +1161,18 @@ class Pickler:
         if parent is module:
             name = lastname
         if proto >= 4:
+            # STACK_GLOBAL after the two names; they are plain strs, saved
+            # at once unless persistent_id turns one into a task.
+            task = self._step(module_name)
+            if task is None:
+                task = self._step(name)
+                name = None
+                if task is None:
+                    self._buf += STACK_GLOBAL
+                    self._memoize(obj)
+                    return None
             return self._start_task(
-                self._task_stack_global(obj, module_name, name))
+                self._task_stack_global(obj, task, name))
         if parent is not module:
             # A nested name at protocols 0-3: getattr(parent, lastname).
             task = self._save_reduce_value((getattr, (parent, lastname)),
@@ -1087,15 +1197,14 @@ class Pickler:
         self._memoize(obj)
         return None
 
-    def _task_stack_global(self, obj, module_name, name):
-        """STACK_GLOBAL: save the two names (persistent_id sees them)."""
-        step = self._step
-        task = step(module_name)
-        if task is not None:
-            yield task
-        task = step(name)
-        if task is not None:
-            yield task
+    def _task_stack_global(self, obj, pending, name):
+        """The rest of STACK_GLOBAL: finish the pending task, save the
+        name if it is not saved yet, write the opcode, memoize obj."""
+        yield pending
+        if name is not None:
+            task = self._step(name)
+            if task is not None:
+                yield task
         self._buf += STACK_GLOBAL
         self._memoize(obj)
 
@@ -1314,7 +1423,7 @@ class Pickler:
     # Fast mode (no memo): refuse cycles instead of looping forever.
 
     def _enter_fast(self, obj):
-        if self.fast:
+        if self.fast and self._fast_active is not None:
             active = self._fast_active
             key = id(obj)
             if key in active:
@@ -1324,11 +1433,19 @@ class Pickler:
             active[key] = obj
 
     def _leave_fast(self, obj):
-        if self.fast:
+        if self.fast and self._fast_active is not None:
             self._fast_active.pop(id(obj), None)
 
 
 _END = object()
+
+
+def _list_item_note(obj, items):
+    """The error note for the list item being saved when items stopped."""
+    if len(obj) == 1:
+        return "when serializing list item 0"
+    index = len(obj) - length_hint(items) - 1
+    return f"when serializing list item {index}"
 
 
 def _check_pair(pair):
@@ -1370,6 +1487,8 @@ _SAVERS = {
     bytearray: Pickler._save_bytearray,
     PickleBuffer: Pickler._save_picklebuffer,
 }
+
+Pickler._savers = _SAVERS
 
 # Container levels saved by plain recursion before tasks take over.
 _SYNC_DEPTH = 50
@@ -1459,16 +1578,14 @@ def dump(obj, file, protocol=None, *, fix_imports=True, buffer_callback=None):
             buffer_callback=buffer_callback).dump(obj)
 
 
-class _NoFile:
-    def write(self, data):  # pragma: no cover - never called
-        raise AssertionError("dumps() writes to memory")
-
-
 def dumps(obj, protocol=None, *, fix_imports=True, buffer_callback=None):
     """Return the pickle of obj as a bytes object."""
-    pickler = Pickler(_NO_FILE, protocol, fix_imports=fix_imports,
-                      buffer_callback=buffer_callback)
-    return pickler._dump_to_bytes(obj)
-
-
-_NO_FILE = _NoFile()
+    # A fresh base-class pickler has no hooks to read and nothing to clean
+    # up: skip both (this matters for many small dumps() calls).
+    pickler = Pickler.__new__(Pickler)
+    pickler._configure(protocol, fix_imports, buffer_callback)
+    pickler._file_write = None
+    pickler.memo = {}
+    pickler.fast = 0
+    pickler._dump(obj)
+    return pickler._result

@@ -71,6 +71,8 @@ def _truncated():
 # with the same functions.
 
 _C_SPACE = frozenset(b" \t\n\v\f\r")
+_NONZERO_DIGITS = frozenset(bytes((d,)) for d in b"123456789")
+_FLOAT_LAX_START = frozenset(bytes((c,)) for c in b" \t\n\v\f\r") | {b""}
 _HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
 _LONG_MIN, _LONG_MAX = -(1 << 63), (1 << 63) - 1
 
@@ -118,6 +120,20 @@ def _c_string(line):
 
 def parse_int_line(line):
     """The value of INT's argument line (newline included)."""
+    # Fast path: a plain decimal with no leading zero (strtol base 0 would
+    # read a leading zero as octal, and I00/I01 are bools) means the same
+    # to int() and to C.
+    if line == b"01\n":            # how Python 2.2+ wrote True and False
+        return True
+    if line == b"00\n":
+        return False
+    first = line[:1]
+    if first in _NONZERO_DIGITS or (first == b"-"
+                                    and line[1:2] in _NONZERO_DIGITS):
+        try:
+            return int(line)
+        except ValueError:
+            pass            # the exact rules below decide
     if len(line) < 2:
         raise _truncated()
     s = _c_string(line)
@@ -147,6 +163,17 @@ _FLOAT_PREFIX = re.compile(
 
 def parse_float_line(line):
     """The value of FLOAT's argument line."""
+    # Fast path: what repr() writes parses the same with float(); float()
+    # is laxer than C (spaces, underscores, overflow to inf), so anything
+    # unusual goes through the exact rules below.
+    if line[:1] not in _FLOAT_LAX_START and b"_" not in line:
+        try:
+            value = float(line)
+        except ValueError:
+            pass
+        else:
+            if value - value == 0.0:            # finite
+                return value
     if len(line) < 2:
         raise _truncated()
     s = _c_string(line)
@@ -301,7 +328,14 @@ class Unpickler:
             else:
                 module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         __import__(module, level=0)
-        return getattribute(sys.modules[module], name, self.proto >= 4)
+        if self.proto >= 4:
+            return getattribute(sys.modules[module], name, True)
+        try:
+            return getattr(sys.modules[module], name)
+        except AttributeError:
+            raise AttributeError(
+                f"Can't get attribute {name!r} on {sys.modules[module]!r}") \
+                from None
 
     def load(self):
         """Read one pickle and return the object it holds.
@@ -312,9 +346,6 @@ class Unpickler:
             raise UnpicklingError(
                 f"Unpickler.__init__() was not called by "
                 f"{type(self).__name__}.__init__()")
-        self.proto = 0
-        self.stack = []
-        self.metastack = []
         pers = self.persistent_load
         if getattr(pers, "__func__", pers) is Unpickler.persistent_load:
             pers = None
@@ -324,8 +355,6 @@ class Unpickler:
                 self._seekable = _is_seekable(self._file)
             self._data = b""
             self._end = 0
-        self._base = 0
-        self._prev = None
         pos = 0
         try:
             pos = self._run(0)
@@ -336,6 +365,10 @@ class Unpickler:
             self.metastack = []
             self._pers = None
             self._result = None
+
+    # The defaults load() replaces, in effect for the module-level loads().
+    _pers = None
+    _prev = None
 
     def _run(self, pos):
         """The machine's loop. Returns the position after STOP.
@@ -349,10 +382,13 @@ class Unpickler:
         dispatch = _DISPATCH
         data = self._data
         end = self._end
-        stack = self.stack
+        self.proto = 0
+        self._base = 0
+        self._prev = None
+        self.stack = stack = []
+        self.metastack = metastack = []
         append = stack.append
         memo = self.memo
-        metastack = self.metastack
         start = pos
         try:
             while True:
@@ -364,8 +400,10 @@ class Unpickler:
                     start = pos
                 op = data[pos]
                 pos += 1
-                # Split by range first: protocol 4+ pickles are mostly
-                # opcodes >= 0x80, protocols 0-3 mostly the others.
+                # A three-way split by byte range keeps every inlined
+                # opcode a few comparisons away: >= 0x80 are protocol 2+
+                # opcodes, 0x60.. mostly lower-case letters (memo, lists,
+                # dicts), the rest upper-case letters and punctuation.
                 if op >= 0x80:
                     if op == 0x94:                              # MEMOIZE
                         if stack:
@@ -397,11 +435,85 @@ class Unpickler:
                     elif op == 0x89:                           # NEWFALSE
                         append(False)
                         continue
-                elif op == 0x71:                                 # BINPUT
-                    if pos < end and stack:
-                        memo[data[pos]] = stack[-1]
-                        pos += 1
+                elif op >= 0x60:
+                    if op == 0x71:                               # BINPUT
+                        if pos < end and stack:
+                            memo[data[pos]] = stack[-1]
+                            pos += 1
+                            continue
+                    elif op == 0x68:                             # BINGET
+                        if pos < end:
+                            idx = data[pos]
+                            if idx in memo:
+                                append(memo[idx])
+                                pos += 1
+                                continue
+                    elif op == 0x72:                        # LONG_BINPUT
+                        if pos + 4 <= end and stack:
+                            memo[_unpack_uint4(data, pos)[0]] = stack[-1]
+                            pos += 4
+                            continue
+                    elif op == 0x65:                            # APPENDS
+                        if metastack and metastack[-1]:
+                            target = metastack[-1][-1]
+                            if type(target) is list:
+                                target.extend(stack)
+                                self.stack = stack = metastack.pop()
+                                append = stack.append
+                                continue
+                    elif op == 0x75:                           # SETITEMS
+                        if (metastack and metastack[-1]
+                                and not len(stack) % 2):
+                            target = metastack[-1][-1]
+                            if type(target) is dict:
+                                target.update(zip(stack[::2], stack[1::2]))
+                                self.stack = stack = metastack.pop()
+                                append = stack.append
+                                continue
+                    elif op == 0x61:                             # APPEND
+                        if len(stack) >= 2 and type(stack[-2]) is list:
+                            stack[-2].append(stack.pop())
+                            continue
+                    elif op == 0x73:                            # SETITEM
+                        if len(stack) >= 3 and type(stack[-3]) is dict:
+                            value = stack.pop()
+                            key = stack.pop()
+                            stack[-1][key] = value
+                            continue
+                    elif op == 0x6A:                        # LONG_BINGET
+                        if pos + 4 <= end:
+                            idx = _unpack_uint4(data, pos)[0]
+                            if idx in memo:
+                                append(memo[idx])
+                                pos += 4
+                                continue
+                    elif op == 0x7D:                         # EMPTY_DICT
+                        append({})
                         continue
+                    elif op == 0x67:                                # GET
+                        stop = data.find(b"\n", pos, end)
+                        if stop > pos:
+                            try:
+                                idx = int(data[pos:stop])
+                            except ValueError:
+                                pass
+                            else:
+                                if idx in memo:
+                                    append(memo[idx])
+                                    pos = stop + 1
+                                    continue
+                    elif op == 0x70:                                # PUT
+                        stop = data.find(b"\n", pos, end)
+                        if stop > pos and stack:
+                            try:
+                                idx = int(data[pos:stop])
+                            except ValueError:
+                                pass
+                            else:
+                                if idx >= 0:
+                                    memo[idx] = stack[-1]
+                                    pos = stop + 1
+                                    continue
                 elif op == 0x4B:                                # BININT1
                     if pos < end:
                         append(data[pos])
@@ -415,44 +527,16 @@ class Unpickler:
                                        "surrogatepass"))
                             pos = stop
                             continue
-                elif op == 0x72:                            # LONG_BINPUT
-                    if pos + 4 <= end and stack:
-                        memo[_unpack_uint4(data, pos)[0]] = stack[-1]
-                        pos += 4
-                        continue
                 elif op == 0x47:                               # BINFLOAT
                     if pos + 8 <= end:
                         append(_unpack_double(data, pos)[0])
                         pos += 8
                         continue
-                elif op == 0x68:                                 # BINGET
-                    if pos < end:
-                        idx = data[pos]
-                        if idx in memo:
-                            append(memo[idx])
-                            pos += 1
-                            continue
                 elif op == 0x28:                                   # MARK
                     metastack.append(stack)
                     self.stack = stack = []
                     append = stack.append
                     continue
-                elif op == 0x65:                                # APPENDS
-                    if metastack and metastack[-1]:
-                        target = metastack[-1][-1]
-                        if type(target) is list:
-                            target.extend(stack)
-                            self.stack = stack = metastack.pop()
-                            append = stack.append
-                            continue
-                elif op == 0x75:                               # SETITEMS
-                    if metastack and metastack[-1] and not len(stack) % 2:
-                        target = metastack[-1][-1]
-                        if type(target) is dict:
-                            target.update(zip(stack[::2], stack[1::2]))
-                            self.stack = stack = metastack.pop()
-                            append = stack.append
-                            continue
                 elif op == 0x4D:                                # BININT2
                     if pos + 2 <= end:
                         append(_unpack_uint2(data, pos)[0])
@@ -466,26 +550,24 @@ class Unpickler:
                 elif op == 0x5D:                             # EMPTY_LIST
                     append([])
                     continue
-                elif op == 0x7D:                             # EMPTY_DICT
-                    append({})
-                    continue
-                elif op == 0x61:                                 # APPEND
-                    if len(stack) >= 2 and type(stack[-2]) is list:
-                        stack[-2].append(stack.pop())
-                        continue
-                elif op == 0x6A:                            # LONG_BINGET
-                    if pos + 4 <= end:
-                        idx = _unpack_uint4(data, pos)[0]
-                        if idx in memo:
-                            append(memo[idx])
-                            pos += 4
-                            continue
                 elif op == 0x29:                            # EMPTY_TUPLE
                     append(())
                     continue
                 elif op == 0x4E:                                   # NONE
                     append(None)
                     continue
+                elif op == 0x56:                                # UNICODE
+                    stop = data.find(b"\n", pos, end)
+                    if stop >= 0:
+                        append(str(data[pos:stop], "raw-unicode-escape"))
+                        pos = stop + 1
+                        continue
+                elif op == 0x49:                                    # INT
+                    stop = data.find(b"\n", pos, end)
+                    if stop >= 0:
+                        append(parse_int_line(data[pos:stop + 1]))
+                        pos = stop + 1
+                        continue
                 elif op == 0x2E:                                   # STOP
                     if stack:
                         self._result = stack.pop()
@@ -1079,6 +1161,16 @@ class Unpickler:
     # Globals, extension codes, persistent IDs.
 
     def load_global(self, pos):
+        data = self._data
+        end = self._end
+        # Both lines in the buffer (the common case): slice them directly.
+        first = data.find(b"\n", pos, end)
+        second = data.find(b"\n", first + 1, end) if first > pos else -1
+        if second > first + 1:
+            module = str(data[pos:first], "utf-8", "strict")
+            name = str(data[first + 1:second], "utf-8", "strict")
+            self.stack.append(self.find_class(module, name))
+            return second + 1
         line, pos = self._readline(pos)
         module = decode_name_line(line)
         line, pos = self._readline(pos)
@@ -1318,5 +1410,9 @@ def loads(data, /, *, fix_imports=True, encoding="ASCII", errors="strict",
     """Read and return one object from the pickle data (bytes-like)."""
     if isinstance(data, str):
         raise TypeError("Can't load pickle from unicode string")
-    return Unpickler._for_bytes(data, fix_imports, encoding, errors,
-                                buffers).load()
+    # A fresh base-class unpickler over memory: no hooks to look for and
+    # nothing to give back afterwards.
+    unpickler = Unpickler._for_bytes(data, fix_imports, encoding, errors,
+                                     buffers)
+    unpickler._run(0)
+    return unpickler._result
