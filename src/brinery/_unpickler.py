@@ -54,8 +54,8 @@ _intern = sys.intern
 def decode_long(data):
     """The int whose little-endian two's-complement bytes are data.
 
-    >>> decode_long(b'\\xff\\x00'), decode_long(b'\\x00\\xff'), decode_long(b'')
-    (255, -256, 0)
+    >>> decode_long(b'\\xff\\x00'), decode_long(b'\\x00\\xff')
+    (255, -256)
     """
     return int.from_bytes(data, "little", signed=True)
 
@@ -400,16 +400,16 @@ class Unpickler:
                     start = pos
                 op = data[pos]
                 pos += 1
-                # A three-way split by byte range keeps every inlined
-                # opcode a few comparisons away: >= 0x80 are protocol 2+
-                # opcodes, 0x60.. mostly lower-case letters (memo, lists,
+                # Split by byte range, then range again, so that every inlined
+                # opcode is a few comparisons away: >= 0x80 are protocol 2+
+                # opcodes, 0x60-0x7f mostly lower-case letters (memo, lists,
                 # dicts), the rest upper-case letters and punctuation.
                 if op >= 0x80:
-                    if op == 0x94:                              # MEMOIZE
+                    if op == 0x94:                                    # MEMOIZE
                         if stack:
                             memo[len(memo)] = stack[-1]
                             continue
-                    elif op == 0x8C:                   # SHORT_BINUNICODE
+                    elif op == 0x8C:                         # SHORT_BINUNICODE
                         if pos < end:
                             stop = pos + 1 + data[pos]
                             if stop <= end:
@@ -417,51 +417,31 @@ class Unpickler:
                                            "surrogatepass"))
                                 pos = stop
                                 continue
-                    elif op == 0x86:                             # TUPLE2
+                    elif op == 0x86:                                   # TUPLE2
                         if len(stack) >= 2:
                             stack[-2:] = [(stack[-2], stack[-1])]
                             continue
-                    elif op == 0x85:                             # TUPLE1
+                    elif op == 0x85:                                   # TUPLE1
                         if stack:
                             stack[-1] = (stack[-1],)
                             continue
-                    elif op == 0x87:                             # TUPLE3
+                    elif op == 0x87:                                   # TUPLE3
                         if len(stack) >= 3:
                             stack[-3:] = [(stack[-3], stack[-2], stack[-1])]
                             continue
-                    elif op == 0x88:                            # NEWTRUE
+                    elif op == 0x88:                                  # NEWTRUE
                         append(True)
                         continue
-                    elif op == 0x89:                           # NEWFALSE
+                    elif op == 0x89:                                 # NEWFALSE
                         append(False)
                         continue
-                elif op >= 0x60:
-                    if op == 0x71:                               # BINPUT
+                elif op >= 0x70:
+                    if op == 0x71:                                     # BINPUT
                         if pos < end and stack:
                             memo[data[pos]] = stack[-1]
                             pos += 1
                             continue
-                    elif op == 0x68:                             # BINGET
-                        if pos < end:
-                            idx = data[pos]
-                            if idx in memo:
-                                append(memo[idx])
-                                pos += 1
-                                continue
-                    elif op == 0x72:                        # LONG_BINPUT
-                        if pos + 4 <= end and stack:
-                            memo[_unpack_uint4(data, pos)[0]] = stack[-1]
-                            pos += 4
-                            continue
-                    elif op == 0x65:                            # APPENDS
-                        if metastack and metastack[-1]:
-                            target = metastack[-1][-1]
-                            if type(target) is list:
-                                target.extend(stack)
-                                self.stack = stack = metastack.pop()
-                                append = stack.append
-                                continue
-                    elif op == 0x75:                           # SETITEMS
+                    elif op == 0x75:                                 # SETITEMS
                         if (metastack and metastack[-1]
                                 and not len(stack) % 2):
                             target = metastack[-1][-1]
@@ -470,39 +450,21 @@ class Unpickler:
                                 self.stack = stack = metastack.pop()
                                 append = stack.append
                                 continue
-                    elif op == 0x61:                             # APPEND
-                        if len(stack) >= 2 and type(stack[-2]) is list:
-                            stack[-2].append(stack.pop())
-                            continue
-                    elif op == 0x73:                            # SETITEM
+                    elif op == 0x73:                                  # SETITEM
                         if len(stack) >= 3 and type(stack[-3]) is dict:
                             value = stack.pop()
                             key = stack.pop()
                             stack[-1][key] = value
                             continue
-                    elif op == 0x6A:                        # LONG_BINGET
-                        if pos + 4 <= end:
-                            idx = _unpack_uint4(data, pos)[0]
-                            if idx in memo:
-                                append(memo[idx])
-                                pos += 4
-                                continue
-                    elif op == 0x7D:                         # EMPTY_DICT
+                    elif op == 0x7D:                               # EMPTY_DICT
                         append({})
                         continue
-                    elif op == 0x67:                                # GET
-                        stop = data.find(b"\n", pos, end)
-                        if stop > pos:
-                            try:
-                                idx = int(data[pos:stop])
-                            except ValueError:
-                                pass
-                            else:
-                                if idx in memo:
-                                    append(memo[idx])
-                                    pos = stop + 1
-                                    continue
-                    elif op == 0x70:                                # PUT
+                    elif op == 0x72:                              # LONG_BINPUT
+                        if pos + 4 <= end and stack:
+                            memo[_unpack_uint4(data, pos)[0]] = stack[-1]
+                            pos += 4
+                            continue
+                    elif op == 0x70:                                      # PUT
                         stop = data.find(b"\n", pos, end)
                         if stop > pos and stack:
                             try:
@@ -514,64 +476,104 @@ class Unpickler:
                                     memo[idx] = stack[-1]
                                     pos = stop + 1
                                     continue
-                elif op == 0x4B:                                # BININT1
-                    if pos < end:
-                        append(data[pos])
-                        pos += 1
-                        continue
-                elif op == 0x58:                             # BINUNICODE
-                    if pos + 4 <= end:
-                        stop = pos + 4 + _unpack_uint4(data, pos)[0]
-                        if stop <= end:
-                            append(str(data[pos + 4:stop], "utf-8",
-                                       "surrogatepass"))
-                            pos = stop
+                elif op >= 0x60:
+                    if op == 0x68:                                     # BINGET
+                        if pos < end:
+                            idx = data[pos]
+                            if idx in memo:
+                                append(memo[idx])
+                                pos += 1
+                                continue
+                    elif op == 0x65:                                  # APPENDS
+                        if metastack and metastack[-1]:
+                            target = metastack[-1][-1]
+                            if type(target) is list:
+                                target.extend(stack)
+                                self.stack = stack = metastack.pop()
+                                append = stack.append
+                                continue
+                    elif op == 0x61:                                   # APPEND
+                        if len(stack) >= 2 and type(stack[-2]) is list:
+                            stack[-2].append(stack.pop())
                             continue
-                elif op == 0x47:                               # BINFLOAT
-                    if pos + 8 <= end:
-                        append(_unpack_double(data, pos)[0])
-                        pos += 8
+                    elif op == 0x6A:                              # LONG_BINGET
+                        if pos + 4 <= end:
+                            idx = _unpack_uint4(data, pos)[0]
+                            if idx in memo:
+                                append(memo[idx])
+                                pos += 4
+                                continue
+                    elif op == 0x67:                                      # GET
+                        stop = data.find(b"\n", pos, end)
+                        if stop > pos:
+                            try:
+                                idx = int(data[pos:stop])
+                            except ValueError:
+                                pass
+                            else:
+                                if idx in memo:
+                                    append(memo[idx])
+                                    pos = stop + 1
+                                    continue
+                elif op >= 0x4A:
+                    if op == 0x4B:                                    # BININT1
+                        if pos < end:
+                            append(data[pos])
+                            pos += 1
+                            continue
+                    elif op == 0x58:                               # BINUNICODE
+                        if pos + 4 <= end:
+                            stop = pos + 4 + _unpack_uint4(data, pos)[0]
+                            if stop <= end:
+                                append(str(data[pos + 4:stop], "utf-8",
+                                           "surrogatepass"))
+                                pos = stop
+                                continue
+                    elif op == 0x4D:                                  # BININT2
+                        if pos + 2 <= end:
+                            append(_unpack_uint2(data, pos)[0])
+                            pos += 2
+                            continue
+                    elif op == 0x4A:                                   # BININT
+                        if pos + 4 <= end:
+                            append(_unpack_int4(data, pos)[0])
+                            pos += 4
+                            continue
+                    elif op == 0x5D:                               # EMPTY_LIST
+                        append([])
                         continue
-                elif op == 0x28:                                   # MARK
-                    metastack.append(stack)
-                    self.stack = stack = []
-                    append = stack.append
-                    continue
-                elif op == 0x4D:                                # BININT2
-                    if pos + 2 <= end:
-                        append(_unpack_uint2(data, pos)[0])
-                        pos += 2
+                    elif op == 0x4E:                                     # NONE
+                        append(None)
                         continue
-                elif op == 0x4A:                                 # BININT
-                    if pos + 4 <= end:
-                        append(_unpack_int4(data, pos)[0])
-                        pos += 4
+                    elif op == 0x56:                                  # UNICODE
+                        stop = data.find(b"\n", pos, end)
+                        if stop >= 0:
+                            append(str(data[pos:stop], "raw-unicode-escape"))
+                            pos = stop + 1
+                            continue
+                elif op == 0x28:                                         # MARK
+                        metastack.append(stack)
+                        self.stack = stack = []
+                        append = stack.append
                         continue
-                elif op == 0x5D:                             # EMPTY_LIST
-                    append([])
-                    continue
-                elif op == 0x29:                            # EMPTY_TUPLE
-                    append(())
-                    continue
-                elif op == 0x4E:                                   # NONE
-                    append(None)
-                    continue
-                elif op == 0x56:                                # UNICODE
-                    stop = data.find(b"\n", pos, end)
-                    if stop >= 0:
-                        append(str(data[pos:stop], "raw-unicode-escape"))
-                        pos = stop + 1
+                elif op == 0x47:                                     # BINFLOAT
+                        if pos + 8 <= end:
+                            append(_unpack_double(data, pos)[0])
+                            pos += 8
+                            continue
+                elif op == 0x29:                                  # EMPTY_TUPLE
+                        append(())
                         continue
-                elif op == 0x49:                                    # INT
-                    stop = data.find(b"\n", pos, end)
-                    if stop >= 0:
-                        append(parse_int_line(data[pos:stop + 1]))
-                        pos = stop + 1
-                        continue
-                elif op == 0x2E:                                   # STOP
-                    if stack:
-                        self._result = stack.pop()
-                        return pos
+                elif op == 0x49:                                          # INT
+                        stop = data.find(b"\n", pos, end)
+                        if stop >= 0:
+                            append(parse_int_line(data[pos:stop + 1]))
+                            pos = stop + 1
+                            continue
+                elif op == 0x2E:                                         # STOP
+                        if stack:
+                            self._result = stack.pop()
+                            return pos
                 # Everything else, and the slow cases of the above.
                 pos = dispatch[op](self, pos)
                 data = self._data
