@@ -448,7 +448,12 @@ class Pickler:
         self._depth = depth + 1
         try:
             for sub in task:
-                self._run(sub)
+                try:
+                    self._run(sub)
+                except BaseException as exc:
+                    # As in _run: the task sees the error at its yield and
+                    # adds its note before re-raising.
+                    task.throw(exc)
         finally:
             self._depth = depth
         return None
