@@ -218,8 +218,8 @@ CASES = {
             "when serializing catalogue.NewArgsEx object"]),
 }
 
-_NOT_YET = {"dict-key", "dict-subclass-key", "frozenset", "newargs-ex-kwargs",
-            "newargs-ex", "newargs", "reduce-args-not-tuple",
+_NOT_YET = {"dict-key", "dict-subclass-key", "frozenset",
+            "reduce-args-not-tuple",
             "reduce-dictitems-key", "reduce-not-callable", "reduce-too-short",
             "set"}
 

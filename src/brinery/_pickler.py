@@ -1244,7 +1244,7 @@ class Pickler:
                     task = step(cls)
                     if task is not None:
                         yield task
-                    what = "reconstructor arguments"
+                    what = "__new__ arguments"
                     task = step(cls_args)
                     if task is not None:
                         yield task
@@ -1277,7 +1277,7 @@ class Pickler:
                 task = step(cls)
                 if task is not None:
                     yield task
-                what = "reconstructor arguments"
+                what = "__new__ arguments"
                 task = step(args[1:])
                 if task is not None:
                     yield task
