@@ -156,6 +156,10 @@ CASES = {
         lambda: BadReduce((catalogue.rebuild, (), None, None,
                            iter([("a", 1), (BAD, 2)]))),
         ["when serializing test_notes.BadReduce object"]),
+    "reduce-dictitems-not-pairs": (
+        lambda: BadReduce((catalogue.rebuild, (), None, None,
+                           iter([("a", 1), 5]))),
+        ["when serializing test_notes.BadReduce object"]),
     "reduce-too-short": (lambda: BadReduce((catalogue.rebuild,)),
                          ["when serializing test_notes.BadReduce object"]),
     "reduce-not-callable": (lambda: BadReduce((1, ())),
@@ -218,10 +222,8 @@ CASES = {
             "when serializing catalogue.NewArgsEx object"]),
 }
 
-_NOT_YET = {"dict-key", "dict-subclass-key", "frozenset",
-            "reduce-args-not-tuple",
-            "reduce-dictitems-key", "reduce-not-callable", "reduce-too-short",
-            "set"}
+_NOT_YET = {"frozenset", "reduce-args-not-tuple", "reduce-not-callable",
+            "reduce-too-short", "set"}
 
 # Objects the standard library refuses below protocol 2 for other reasons.
 _NEEDS_PROTOCOL_2 = {"slots-state", "newargs", "newargs-ex",

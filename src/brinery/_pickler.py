@@ -895,7 +895,7 @@ class Pickler:
         """
         step = self._step
         size = len(obj)
-        key = None
+        noted = _NO_KEY     # the key whose value is being saved
         try:
             if size == 1:
                 for key, value in obj.items():
@@ -903,9 +903,11 @@ class Pickler:
                 task = step(key)
                 if task is not None:
                     yield task
+                noted = key
                 task = step(value)
                 if task is not None:
                     yield task
+                noted = _NO_KEY
                 self._buf += SETITEM
             else:
                 items = iter(obj.items())
@@ -916,9 +918,11 @@ class Pickler:
                         task = step(key)
                         if task is not None:
                             yield task
+                        noted = key
                         task = step(value)
                         if task is not None:
                             yield task
+                        noted = _NO_KEY
                         n += 1
                     self._buf += SETITEMS
                     if len(obj) != size:
@@ -927,7 +931,9 @@ class Pickler:
                     if n != BATCHSIZE:
                         break
         except Exception as exc:
-            _add_note(exc, f"when serializing dict item {key!r}")
+            # As in CPython, only a failing value is noted, not a key.
+            if noted is not _NO_KEY:
+                _add_note(exc, f"when serializing dict item {noted!r}")
             raise
         self._leave_fast(obj)
 
@@ -936,7 +942,7 @@ class Pickler:
         else batches, reading one pair ahead as CPython does."""
         step = self._step
         buf = self._buf
-        key = None
+        noted = _NO_KEY     # the key whose value is being saved
         try:
             if not self.bin:
                 for pair in items:
@@ -944,9 +950,11 @@ class Pickler:
                     task = step(key)
                     if task is not None:
                         yield task
+                    noted = key
                     task = step(value)
                     if task is not None:
                         yield task
+                    noted = _NO_KEY
                     buf += SETITEM
             else:
                 while True:
@@ -959,27 +967,33 @@ class Pickler:
                         task = step(key)
                         if task is not None:
                             yield task
+                        noted = key
                         task = step(value)
                         if task is not None:
                             yield task
+                        noted = _NO_KEY
                         buf += SETITEM
                         break
                     buf += MARK
                     task = step(key)
                     if task is not None:
                         yield task
+                    noted = key
                     task = step(value)
                     if task is not None:
                         yield task
+                    noted = _NO_KEY
                     n = 1
                     while True:
                         key, value = _check_pair(pair)
                         task = step(key)
                         if task is not None:
                             yield task
+                        noted = key
                         task = step(value)
                         if task is not None:
                             yield task
+                        noted = _NO_KEY
                         n += 1
                         if n == BATCHSIZE:
                             break
@@ -990,7 +1004,8 @@ class Pickler:
                     if n != BATCHSIZE:
                         break
         except Exception as exc:
-            _add_note(exc, f"when serializing {label} item {key!r}")
+            if noted is not _NO_KEY:
+                _add_note(exc, f"when serializing {label} item {noted!r}")
             raise
         if obj is not None:
             self._leave_fast(obj)
@@ -1382,6 +1397,7 @@ class Pickler:
 
 
 _END = object()
+_NO_KEY = object()
 
 
 def _check_pair(pair):
