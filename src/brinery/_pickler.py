@@ -454,7 +454,12 @@ class Pickler:
         self._depth = depth + 1
         try:
             for sub in task:
-                self._run(sub)
+                try:
+                    self._run(sub)
+                except BaseException as exc:
+                    # As in _run: the task sees the error at its yield and
+                    # adds its note before re-raising.
+                    task.throw(exc)
         finally:
             self._depth = depth
         return None
@@ -885,14 +890,18 @@ class Pickler:
         step = self._step
         buf = self._buf
         count = 0
-        parts = ()
+        noted = _NO_KEY     # for pairs: the key whose value is being saved
         try:
             if not self.bin:
                 for item in items:
-                    for part in parts_of(item):
+                    parts = parts_of(item)
+                    for i, part in enumerate(parts):
+                        if pairs and i:
+                            noted = parts[0]
                         task = step(part)
                         if task is not None:
                             yield task
+                    noted = _NO_KEY
                     buf += one
                     count += 1
             else:
@@ -902,26 +911,29 @@ class Pickler:
                         break
                     parts = parts_of(first)
                     item = next(items, _END)
-                    if item is _END:
-                        for part in parts:
-                            task = step(part)
-                            if task is not None:
-                                yield task
-                        buf += one
-                        break
-                    buf += MARK
-                    for part in parts:
+                    if item is not _END:
+                        buf += MARK
+                    for i, part in enumerate(parts):
+                        if pairs and i:
+                            noted = parts[0]
                         task = step(part)
                         if task is not None:
                             yield task
+                    noted = _NO_KEY
                     count += 1
+                    if item is _END:
+                        buf += one
+                        break
                     n = 1
                     while True:
                         parts = parts_of(item)
-                        for part in parts:
+                        for i, part in enumerate(parts):
+                            if pairs and i:
+                                noted = parts[0]
                             task = step(part)
                             if task is not None:
                                 yield task
+                        noted = _NO_KEY
                         count += 1
                         n += 1
                         if n == BATCHSIZE:
@@ -933,8 +945,12 @@ class Pickler:
                     if n != BATCHSIZE:
                         break
         except Exception as exc:
-            where = repr(parts[0]) if pairs and parts else str(count)
-            _add_note(exc, f"when serializing {label} item {where}")
+            # A list item is noted by its index; a dict item only when its
+            # value fails (as in CPython), by its key.
+            if not pairs:
+                _add_note(exc, f"when serializing {label} item {count}")
+            elif noted is not _NO_KEY:
+                _add_note(exc, f"when serializing {label} item {noted!r}")
             raise
         if obj is not None:
             self._leave_fast(obj)
@@ -963,7 +979,7 @@ class Pickler:
         step = self._step
         buf = self._buf
         size = len(obj)
-        key = None
+        noted = _NO_KEY     # the key whose value is being saved
         try:
             if size == 1:
                 for key, value in obj.items():
@@ -971,9 +987,11 @@ class Pickler:
                 task = step(key)
                 if task is not None:
                     self._run(task)
+                noted = key
                 task = step(value)
                 if task is not None:
                     self._run(task)
+                noted = _NO_KEY
                 buf += SETITEM
             else:
                 items = iter(obj.items())
@@ -984,9 +1002,11 @@ class Pickler:
                         task = step(key)
                         if task is not None:
                             self._run(task)
+                        noted = key
                         task = step(value)
                         if task is not None:
                             self._run(task)
+                        noted = _NO_KEY
                         n += 1
                     buf += SETITEMS
                     if len(obj) != size:
@@ -995,7 +1015,9 @@ class Pickler:
                     if n != BATCHSIZE:
                         break
         except Exception as exc:
-            _add_note(exc, f"when serializing dict item {key!r}")
+            # As in CPython, only a failing value is noted, not a key.
+            if noted is not _NO_KEY:
+                _add_note(exc, f"when serializing dict item {noted!r}")
             raise
         finally:
             self._depth = depth
@@ -1006,7 +1028,7 @@ class Pickler:
         step = self._step
         buf = self._buf
         size = len(obj)
-        key = None
+        noted = _NO_KEY     # the key whose value is being saved
         try:
             if size == 1:
                 for key, value in obj.items():
@@ -1014,9 +1036,11 @@ class Pickler:
                 task = step(key)
                 if task is not None:
                     yield task
+                noted = key
                 task = step(value)
                 if task is not None:
                     yield task
+                noted = _NO_KEY
                 buf += SETITEM
             else:
                 items = iter(obj.items())
@@ -1027,9 +1051,11 @@ class Pickler:
                         task = step(key)
                         if task is not None:
                             yield task
+                        noted = key
                         task = step(value)
                         if task is not None:
                             yield task
+                        noted = _NO_KEY
                         n += 1
                     buf += SETITEMS
                     if len(obj) != size:
@@ -1038,7 +1064,9 @@ class Pickler:
                     if n != BATCHSIZE:
                         break
         except Exception as exc:
-            _add_note(exc, f"when serializing dict item {key!r}")
+            # As in CPython, only a failing value is noted, not a key.
+            if noted is not _NO_KEY:
+                _add_note(exc, f"when serializing dict item {noted!r}")
             raise
         self._leave_fast(obj)
 
@@ -1302,7 +1330,7 @@ class Pickler:
                     task = step(cls)
                     if task is not None:
                         yield task
-                    what = "reconstructor arguments"
+                    what = "__new__ arguments"
                     task = step(cls_args)
                     if task is not None:
                         yield task
@@ -1335,7 +1363,7 @@ class Pickler:
                 task = step(cls)
                 if task is not None:
                     yield task
-                what = "reconstructor arguments"
+                what = "__new__ arguments"
                 task = step(args[1:])
                 if task is not None:
                     yield task
@@ -1438,6 +1466,7 @@ class Pickler:
 
 
 _END = object()
+_NO_KEY = object()
 
 
 def _list_item_note(obj, items):
