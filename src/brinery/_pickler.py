@@ -30,7 +30,7 @@ import sys
 from copyreg import _extension_registry
 from functools import partial
 from itertools import islice
-from operator import length_hint
+from operator import index as _index, length_hint
 from struct import Struct
 from types import FunctionType
 
@@ -175,7 +175,7 @@ class Pickler:
         if protocol is None:
             protocol = DEFAULT_PROTOCOL
         elif type(protocol) is not int:
-            protocol = protocol.__index__()
+            protocol = _index(protocol)
         if protocol < 0:
             protocol = HIGHEST_PROTOCOL
         elif protocol > HIGHEST_PROTOCOL:
@@ -708,9 +708,13 @@ class Pickler:
         if self.proto < 5:
             raise PicklingError(
                 "PickleBuffer can only pickled with protocol >= 5")
-        with obj.raw() as view:
-            # raw() refuses non-contiguous buffers with BufferError.
-            readonly = view.readonly
+        try:
+            with obj.raw() as view:
+                readonly = view.readonly
+        except BufferError:
+            raise PicklingError(
+                "PickleBuffer can not be pickled when pointing to a "
+                "non-contiguous buffer") from None
         in_band = True
         if self._buffer_callback is not None:
             in_band = bool(self._buffer_callback(obj))
