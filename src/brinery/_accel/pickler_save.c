@@ -392,6 +392,10 @@ push_frame(pickler_core *p, int kind, PyObject *obj)
         p->frames = frames;
         p->frames_cap = cap;
     }
+    if ((p->depth & 0xffff) == 0xffff && PyErr_CheckSignals() < 0) {
+        /* deep data, or a reduction that never ends: let Ctrl-C stop it */
+        return NULL;
+    }
     save_frame *f = &p->frames[p->depth++];
     Py_XINCREF(obj);
     f->obj = obj;
