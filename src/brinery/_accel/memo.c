@@ -6,17 +6,63 @@
 static void
 memo_reset_small(memo_table *memo)
 {
-    memset(memo->small, 0, sizeof(memo->small));
     memo->table = memo->small;
-    memo->mask = MEMO_SMALL - 1;
-    memo->shift = 64 - 5;          /* log2(MEMO_SMALL) == 5 */
+    memo->mask = 0;
     memo->used = 0;
 }
 
 void
-memo_init(memo_table *memo)
+memo_init(memo_table *memo, memo_spares *spares)
 {
+    memo->spares = spares;
     memo_reset_small(memo);
+}
+
+static int
+size_bits(size_t nslots)
+{
+    int bits = 0;
+    while (((size_t)1 << bits) < nslots) {
+        bits++;
+    }
+    return bits;
+}
+
+/* A zeroed table of nslots slots: a spare one if there is, else new. */
+static memo_entry *
+table_new(memo_table *memo, size_t nslots)
+{
+    int bits = size_bits(nslots);
+    if (memo->spares != NULL && bits >= MEMO_SPARE_MIN_BITS
+        && bits <= MEMO_SPARE_MAX_BITS) {
+        memo_entry **slot = &memo->spares->tables[bits - MEMO_SPARE_MIN_BITS];
+        memo_entry *table = *slot;
+        if (table != NULL) {
+            *slot = NULL;
+            return table;
+        }
+    }
+    memo_entry *table = PyMem_Calloc(nslots, sizeof(memo_entry));
+    if (table == NULL) {
+        PyErr_NoMemory();
+    }
+    return table;
+}
+
+/* Give back a zeroed table. */
+static void
+table_release(memo_table *memo, memo_entry *table, size_t nslots)
+{
+    int bits = size_bits(nslots);
+    if (memo->spares != NULL && bits >= MEMO_SPARE_MIN_BITS
+        && bits <= MEMO_SPARE_MAX_BITS) {
+        memo_entry **slot = &memo->spares->tables[bits - MEMO_SPARE_MIN_BITS];
+        if (*slot == NULL) {
+            *slot = table;
+            return;
+        }
+    }
+    PyMem_Free(table);
 }
 
 void
@@ -32,51 +78,86 @@ memo_clear(memo_table *memo)
     }
     /* Detach the keys first: a key's destructor may run code that uses
      * the memo again. */
-    size_t n = memo->mask + 1;
     if (table == memo->small) {
         memo_entry saved[MEMO_SMALL];
-        memcpy(saved, table, sizeof(saved));
+        Py_ssize_t used = memo->used;
+        memcpy(saved, table, (size_t)used * sizeof(memo_entry));
         memo_reset_small(memo);
-        for (size_t i = 0; i < MEMO_SMALL; i++) {
-            Py_XDECREF(saved[i].key);
+        for (Py_ssize_t i = 0; i < used; i++) {
+            Py_DECREF(saved[i].key);
         }
         return;
     }
+    size_t n = memo->mask + 1;
     memo_reset_small(memo);
     for (size_t i = 0; i < n; i++) {
-        Py_XDECREF(table[i].key);
+        PyObject *key = table[i].key;
+        if (key != NULL) {
+            table[i].key = NULL;
+            Py_DECREF(key);
+        }
     }
-    PyMem_Free(table);
+    table_release(memo, table, n);
+}
+
+void
+memo_release(memo_table *memo)
+{
+    memo_entry *table = memo->table;
+    size_t n;
+    memo_slots(memo, &n);
+    for (size_t i = 0; i < n; i++) {
+        PyObject *key = table[i].key;
+        if (key != NULL) {
+            Py_DECREF(key);
+        }
+    }
+    if (table != memo->small) {
+        memset(table, 0, n * sizeof(memo_entry));
+        table_release(memo, table, n);
+    }
+    memo_reset_small(memo);
+}
+
+static memo_entry *
+find_slot(memo_entry *table, size_t mask, const PyObject *key)
+{
+    size_t hash = memo_hash(key);
+    size_t i = hash & mask;
+    memo_entry *e = &table[i];
+    if (e->key == NULL || e->key == key) {
+        return e;
+    }
+    for (size_t perturb = hash;;) {
+        perturb >>= MEMO_PERTURB_SHIFT;
+        i = (i * 5 + perturb + 1) & mask;
+        e = &table[i];
+        if (e->key == NULL || e->key == key) {
+            return e;
+        }
+    }
 }
 
 static int
 memo_resize(memo_table *memo, size_t nslots)
 {
     memo_entry *old = memo->table;
-    size_t old_n = memo->mask + 1;
-    memo_entry *table = PyMem_Calloc(nslots, sizeof(memo_entry));
+    size_t old_n;
+    memo_slots(memo, &old_n);
+    memo_entry *table = table_new(memo, nslots);
     if (table == NULL) {
-        PyErr_NoMemory();
         return -1;
-    }
-    unsigned int bits = 0;
-    while (((size_t)1 << bits) < nslots) {
-        bits++;
     }
     memo->table = table;
     memo->mask = nslots - 1;
-    memo->shift = 64 - bits;
     for (size_t i = 0; i < old_n; i++) {
         if (old[i].key != NULL) {
-            size_t j = memo_slot(memo, old[i].key);
-            while (table[j].key != NULL) {
-                j = (j + 1) & memo->mask;
-            }
-            table[j] = old[i];
+            *find_slot(table, memo->mask, old[i].key) = old[i];
         }
     }
     if (old != memo->small) {
-        PyMem_Free(old);
+        memset(old, 0, old_n * sizeof(memo_entry));
+        table_release(memo, old, old_n);
     }
     return 0;
 }
@@ -84,10 +165,23 @@ memo_resize(memo_table *memo, size_t nslots)
 int
 memo_insert(memo_table *memo, PyObject *key, Py_ssize_t value)
 {
-    /* Keep the load factor at most 1/2: probes stay short. */
-    if ((size_t)(memo->used + 1) * 2 > memo->mask + 1) {
-        size_t n = (memo->mask + 1) * 2;
-        if (n > PY_SSIZE_T_MAX / sizeof(memo_entry) / 2) {
+    if (memo->mask == 0) {
+        if (memo->used < MEMO_SMALL) {
+            memo->small[memo->used].key = Py_NewRef(key);
+            memo->small[memo->used].value = value;
+            memo->used++;
+            return 0;
+        }
+        if (memo_resize(memo, 8 * MEMO_SMALL) < 0) {
+            return -1;
+        }
+    }
+    /* Keep the load factor at most 1/2: probes stay short. Grow fast
+     * while small, so that a large memo is rebuilt few times. */
+    size_t nslots = memo->mask + 1;
+    if ((size_t)(memo->used + 1) * 2 > nslots) {
+        size_t n = nslots * (nslots < ((size_t)1 << 16) ? 4 : 2);
+        if (n > (size_t)PY_SSIZE_T_MAX / sizeof(memo_entry)) {
             PyErr_NoMemory();
             return -1;
         }
@@ -95,13 +189,10 @@ memo_insert(memo_table *memo, PyObject *key, Py_ssize_t value)
             return -1;
         }
     }
-    size_t i = memo_slot(memo, key);
-    while (memo->table[i].key != NULL) {
-        i = (i + 1) & memo->mask;
-    }
+    memo_entry *e = find_slot(memo->table, memo->mask, key);
     Py_INCREF(key);
-    memo->table[i].key = key;
-    memo->table[i].value = value;
+    e->key = key;
+    e->value = value;
     memo->used++;
     return 0;
 }
@@ -109,26 +200,40 @@ memo_insert(memo_table *memo, PyObject *key, Py_ssize_t value)
 int
 memo_set(memo_table *memo, PyObject *key, Py_ssize_t value)
 {
-    size_t i = memo_slot(memo, key);
-    for (;;) {
-        memo_entry *e = &memo->table[i];
-        if (e->key == key) {
-            e->value = value;
-            return 0;
+    if (memo->mask == 0) {
+        for (Py_ssize_t k = 0; k < memo->used; k++) {
+            if (memo->small[k].key == key) {
+                memo->small[k].value = value;
+                return 0;
+            }
         }
-        if (e->key == NULL) {
-            return memo_insert(memo, key, value);
-        }
-        i = (i + 1) & memo->mask;
+        return memo_insert(memo, key, value);
     }
+    memo_entry *e = find_slot(memo->table, memo->mask, key);
+    if (e->key == key) {
+        e->value = value;
+        return 0;
+    }
+    return memo_insert(memo, key, value);
 }
 
 int
 memo_traverse(memo_table *memo, visitproc visit, void *arg)
 {
-    size_t n = memo->mask + 1;
+    size_t n;
+    memo_entry *table = memo_slots(memo, &n);
     for (size_t i = 0; i < n; i++) {
-        Py_VISIT(memo->table[i].key);
+        Py_VISIT(table[i].key);
     }
     return 0;
+}
+
+void
+memo_spares_free(memo_spares *spares)
+{
+    size_t n = sizeof(spares->tables) / sizeof(spares->tables[0]);
+    for (size_t i = 0; i < n; i++) {
+        PyMem_Free(spares->tables[i]);
+        spares->tables[i] = NULL;
+    }
 }

@@ -3,6 +3,9 @@
 
 /* Room left after a large payload, for the opcodes that follow it. */
 #define EXACT_SLACK 256
+/* From this size on, the buffer grows by a quarter and is handed over
+ * without shrinking (see outbuf_finish). */
+#define LARGE_BUFFER (256 * 1024)
 
 void
 outbuf_init(outbuf *b)
@@ -28,7 +31,8 @@ outbuf_grow(outbuf *b, Py_ssize_t extra, int exact)
         return -1;
     }
     Py_ssize_t need = b->len + extra;
-    Py_ssize_t cap = exact ? need + EXACT_SLACK : need + (need >> 1);
+    Py_ssize_t cap = exact ? need + EXACT_SLACK
+                   : need + (need >= LARGE_BUFFER ? need >> 2 : need >> 1);
     if (!exact && cap < 2 * OUTBUF_SMALL) {
         cap = 2 * OUTBUF_SMALL;
     }
@@ -61,8 +65,17 @@ outbuf_finish(outbuf *b)
     }
     result = b->storage;
     b->storage = NULL;
-    Py_ssize_t len = b->len;
+    Py_ssize_t len = b->len, cap = b->cap;
     outbuf_init(b);
+    if (cap >= LARGE_BUFFER && cap - len <= cap / 4) {
+        /* Keep the block as it is: shrinking a large block returns its
+         * tail to the system, and the allocator then serves the next
+         * pickle of that size from fresh pages (page faults on every
+         * call); the tail is at most a fifth of the content. */
+        Py_SET_SIZE(result, len);
+        PyBytes_AS_STRING(result)[len] = '\0';
+        return result;
+    }
     if (_PyBytes_Resize(&result, len) < 0) {
         return NULL;
     }

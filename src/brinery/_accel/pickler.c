@@ -24,6 +24,14 @@ typedef struct {
 
 static PyObject *Pickler_persistent_id(PyObject *self, PyObject *obj);
 
+/* Called from Python-level methods, when the module is alive. */
+static void
+use_spares(PicklerObject *self, int on)
+{
+    pickler_cache *cache = self->core.st->pickler;
+    self->core.memo.spares = on && cache != NULL ? &cache->spares : NULL;
+}
+
 /* ------------------------------------------------------------ arguments */
 
 /* Set up `p` from the common arguments, in the pure pickler's order of
@@ -154,6 +162,8 @@ dump_impl(PyObject *module, PyObject *obj, PyObject *file,
         && core_dump(&core, obj) == 0) {
         result = file != NULL ? Py_NewRef(Py_None) : outbuf_finish(&core.out);
     }
+    /* nothing else can reach this memo: release it without a reset */
+    memo_release(&core.memo);
     core_free(&core);
     return result;
 }
@@ -211,6 +221,10 @@ Pickler_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return NULL;
     }
     core_init(&self->core, st);
+    /* A Pickler's memo may outlive the module state (in a collected
+     * cycle): it uses the spare tables only while it runs (see
+     * use_spares). */
+    self->core.memo.spares = NULL;
     self->bin = self->core.bin;
     return (PyObject *)self;
 }
@@ -236,7 +250,9 @@ Pickler_init(PicklerObject *self, PyObject *args, PyObject *kwds)
     if (core_configure(p, file, protocol, fix_imports, buffer_callback) < 0) {
         return -1;
     }
+    use_spares(self, 1);
     memo_clear(&p->memo);
+    use_spares(self, 0);
     p->fast = 0;
     self->fast = 0;
     self->bin = p->bin;
@@ -339,6 +355,7 @@ Pickler_dump(PicklerObject *self, PyObject *obj)
         return NULL;
     }
     self->busy = 1;
+    use_spares(self, 1);
     int r = read_hooks(self);
     if (r == 0) {
         r = core_dump(&self->core, obj);
@@ -348,6 +365,7 @@ Pickler_dump(PicklerObject *self, PyObject *obj)
     if (self->core.out.cap > 16 * FRAME_SIZE_TARGET) {
         outbuf_free(&self->core.out);  /* do not hold on to a large buffer */
     }
+    use_spares(self, 0);
     self->busy = 0;
     if (r < 0) {
         return NULL;
@@ -358,7 +376,10 @@ Pickler_dump(PicklerObject *self, PyObject *obj)
 static PyObject *
 Pickler_clear_memo(PicklerObject *self, PyObject *Py_UNUSED(ignored))
 {
+    int busy = self->busy;
+    use_spares(self, 1);
     memo_clear(&self->core.memo);
+    use_spares(self, busy);
     Py_RETURN_NONE;
 }
 
@@ -373,7 +394,7 @@ Pickler_sizeof(PicklerObject *self, PyObject *Py_UNUSED(ignored))
 {
     pickler_core *p = &self->core;
     Py_ssize_t size = Py_TYPE(self)->tp_basicsize;
-    if (p->memo.table != p->memo.small) {
+    if (p->memo.mask != 0) {
         size += (Py_ssize_t)((p->memo.mask + 1) * sizeof(memo_entry));
     }
     if (p->out.storage != NULL) {
@@ -387,13 +408,14 @@ Pickler_sizeof(PicklerObject *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 Pickler_get_memo(PicklerObject *self, void *closure)
 {
-    memo_table *memo = &self->core.memo;
+    size_t n;
+    memo_entry *table = memo_slots(&self->core.memo, &n);
     PyObject *result = PyDict_New();
     if (result == NULL) {
         return NULL;
     }
-    for (size_t i = 0; i <= memo->mask; i++) {
-        memo_entry *e = &memo->table[i];
+    for (size_t i = 0; i < n; i++) {
+        memo_entry *e = &table[i];
         if (e->key == NULL) {
             continue;
         }

@@ -64,6 +64,7 @@ typedef struct {
 
 struct pickler_cache {
     int default_protocol;
+    memo_spares spares;          /* memo tables kept for reuse */
     /* interned names */
     PyObject *s_reduce_ex, *s_reduce, *s_getstate, *s_class, *s_qualname,
              *s_module, *s_name, *s_new, *s_newobj, *s_newobj_ex,

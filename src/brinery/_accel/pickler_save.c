@@ -81,7 +81,9 @@ static const char *const WHAT_TEXT[] = {
 
 #define NO_FRAME_LIMIT PY_SSIZE_T_MAX
 
-static int save(pickler_core *p, PyObject *obj, int pers_save);
+static int save_slow(pickler_core *p, PyObject *obj, int pers_save);
+static int save_str(pickler_core *p, PyObject *obj);
+static inline int save(pickler_core *p, PyObject *obj, int pers_save);
 
 /* ============================================================ output */
 
@@ -258,7 +260,7 @@ write_with_header(pickler_core *p, const char *header, Py_ssize_t header_len,
 
 /* ============================================================ memo */
 
-static int
+static inline int
 write_get(pickler_core *p, Py_ssize_t idx)
 {
     char buf[32];
@@ -277,6 +279,87 @@ write_get(pickler_core *p, Py_ssize_t idx)
     }
     int n = snprintf(buf, sizeof(buf), "g%zd\n", idx);
     return wn(p, buf, n);
+}
+
+/* The value of an int that fits in one digit, the common case. */
+static inline int
+compact_long(PyObject *obj, long *value)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    if (!PyUnstable_Long_IsCompact((PyLongObject *)obj)) {
+        return 0;
+    }
+    *value = (long)PyUnstable_Long_CompactValue((PyLongObject *)obj);
+    return 1;
+#else
+    Py_ssize_t size = Py_SIZE(obj);
+    if (size < -1 || size > 1) {
+        return 0;
+    }
+    *value = (long)size * (long)((PyLongObject *)obj)->ob_digit[0];
+    return 1;
+#endif
+}
+
+/* Save obj: returns 0 when it is written, 1 when a frame was pushed (the
+ * caller returns to the loop), -1 on error. Inline: the atoms that make
+ * up most of any pickle (small ints, strings and memo hits, None, floats)
+ * are written here when no frame boundary or persistent_id is pending;
+ * everything else goes through save_slow(). */
+static inline int
+save(pickler_core *p, PyObject *obj, int pers_save)
+{
+    if (p->out.len < p->frame_limit && p->pers_func == NULL && p->bin) {
+        PyTypeObject *type = Py_TYPE(obj);
+        if (type == &PyUnicode_Type) {
+            Py_ssize_t idx = memo_get(&p->memo, obj);
+            if (idx >= 0) {
+                return write_get(p, idx);
+            }
+            return save_str(p, obj);
+        }
+        long v;
+        if (type == &PyLong_Type && compact_long(obj, &v)) {
+            if (outbuf_reserve(&p->out, 5) < 0) {
+                return -1;
+            }
+            char *dst = p->out.data + p->out.len;
+            if (v >= 0 && v <= 0xff) {
+                dst[0] = (char)OP_BININT1;
+                dst[1] = (char)v;
+                p->out.len += 2;
+            }
+            else if (v >= 0 && v <= 0xffff) {
+                dst[0] = (char)OP_BININT2;
+                dst[1] = (char)(v & 0xff);
+                dst[2] = (char)(v >> 8);
+                p->out.len += 3;
+            }
+            else {
+                /* one digit: at most 30 bits, fits BININT */
+                dst[0] = (char)OP_BININT;
+                pack_u32(dst + 1, (uint32_t)(int32_t)v);
+                p->out.len += 5;
+            }
+            return 0;
+        }
+        if (obj == Py_None) {
+            return w1(p, (char)OP_NONE);
+        }
+        if (type == &PyFloat_Type) {
+            if (outbuf_reserve(&p->out, 9) < 0) {
+                return -1;
+            }
+            char *dst = p->out.data + p->out.len;
+            dst[0] = (char)OP_BINFLOAT;
+            if (PyFloat_Pack8(PyFloat_AS_DOUBLE(obj), dst + 1, 0) < 0) {
+                return -1;
+            }
+            p->out.len += 9;
+            return 0;
+        }
+    }
+    return save_slow(p, obj, pers_save);
 }
 
 /* Store obj in the memo and write the opcode that does so. */
@@ -2959,12 +3042,11 @@ reduce_value:
     return status;
 }
 
-/* Save obj: returns 0 when it is written, 1 when a frame was pushed (the
- * caller returns to the loop), -1 on error. The order of checks is
- * CPython's: frame boundary, persistent ID, atoms (never memoized), memo,
- * builtin containers, then save_other. */
+/* save(), past its fast path. The order of checks is CPython's: frame
+ * boundary, persistent ID, atoms (never memoized), memo, builtin
+ * containers, then save_other. */
 static int
-save(pickler_core *p, PyObject *obj, int pers_save)
+save_slow(pickler_core *p, PyObject *obj, int pers_save)
 {
     if (p->out.len >= p->frame_limit && frame_boundary(p) < 0) {
         return -1;
@@ -3045,7 +3127,7 @@ core_init(pickler_core *p, accel_state *st)
     p->fix_imports = 0;
     p->frame_start = -1;
     p->frame_limit = NO_FRAME_LIMIT;
-    memo_init(&p->memo);
+    memo_init(&p->memo, &p->cache->spares);
     p->frames = p->frames_small;
     p->depth = 0;
     p->frames_cap = FRAMES_SMALL;

@@ -455,5 +455,6 @@ accel_pickler_clear(accel_state *st)
     for (size_t i = 0; i < GLOBAL_CACHE_SIZE; i++) {
         global_entry_release(&c->globals[i]);
     }
+    memo_spares_free(&c->spares);
     PyMem_Free(c);
 }
