@@ -33,8 +33,8 @@
 
 /* ------------------------------------------------------------ caches */
 
-#define GLOBAL_CACHE_SIZE 512      /* a power of two */
-#define TYPE_CACHE_SIZE 256        /* a power of two */
+#define GLOBAL_CACHE_SIZE 4096     /* a power of two */
+#define TYPE_CACHE_SIZE 1024       /* a power of two */
 
 /* How an object pickled by name (a class, a function) was found: valid as
  * long as the object's qualified name and module name are unchanged, which

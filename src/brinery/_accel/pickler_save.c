@@ -227,8 +227,10 @@ write_large(pickler_core *p, const char *header, Py_ssize_t header_len,
         }
     }
     else {
+        /* a payload that dwarfs the buffer gets room for itself only
+         * (one payload of memory for a huge one); else grow as usual */
         if (p->out.cap - p->out.len < size
-            && outbuf_grow(&p->out, size, 1) < 0) {
+            && outbuf_grow(&p->out, size, size > p->out.cap) < 0) {
             return -1;
         }
         memcpy(p->out.data + p->out.len, data, (size_t)size);

@@ -8,7 +8,9 @@
  *   object's default __reduce_ex__, so that they can be pickled without
  *   building the reduce value.
  *
- * Both caches are small direct-mapped tables. Their entries never keep
+ * Both caches are tables of two-entry buckets (an object may sit in
+ * either entry of its bucket; a new one replaces a stale entry, else the
+ * second one). Their entries never keep
  * the cached class or function alive (a weak reference, or only the
  * address plus the type's version tag, which changes whenever the class
  * is modified and is never reused by another class). All of this runs
@@ -39,6 +41,25 @@ type_version(PyTypeObject *type)
     }
 #endif
     return type->tp_version_tag;
+}
+
+/* Give the type a version tag if it has none yet (a lookup through the
+ * type attribute cache assigns one). 0 if it cannot have one. */
+static unsigned int
+assign_version(pickler_cache *c, PyTypeObject *type)
+{
+    unsigned int version = type_version(type);
+    if (version == 0) {
+#if PY_VERSION_HEX >= 0x030C0000
+        if (!PyUnstable_Type_AssignVersionTag(type)) {
+            return 0;
+        }
+#else
+        (void)_PyType_Lookup(type, c->s_reduce_ex);
+#endif
+        version = type_version(type);
+    }
+    return version;
 }
 
 static inline int
@@ -93,11 +114,24 @@ global_entry_valid(global_entry *e, PyObject *obj)
     return 0;
 }
 
+/* The entry for obj in the global cache, or NULL. */
+static global_entry *
+global_find(pickler_cache *c, PyObject *obj)
+{
+    size_t slot = address_slot(obj, GLOBAL_CACHE_SIZE);
+    global_entry *e = &c->globals[slot];
+    if (global_entry_valid(e, obj)) {
+        return e;
+    }
+    e = &c->globals[slot ^ 1];
+    return global_entry_valid(e, obj) ? e : NULL;
+}
+
 int
 global_cache_lookup(pickler_core *p, PyObject *obj, global_entry *out)
 {
-    global_entry *e = &p->cache->globals[address_slot(obj, GLOBAL_CACHE_SIZE)];
-    if (!global_entry_valid(e, obj)) {
+    global_entry *e = global_find(p->cache, obj);
+    if (e == NULL) {
         return 0;
     }
     /* Own the parts: looking up the module may run Python code that
@@ -151,8 +185,8 @@ global_cache_store(pickler_core *p, PyObject *obj, PyObject *module_name,
         if (attr != module_name) {
             return;
         }
-        version = type_version((PyTypeObject *)obj);
-        meta_version = type_version(meta);
+        version = assign_version(c, (PyTypeObject *)obj);
+        meta_version = assign_version(c, meta);
         if (version == 0 || meta_version == 0) {
             return;
         }
@@ -165,7 +199,12 @@ global_cache_store(pickler_core *p, PyObject *obj, PyObject *module_name,
         PyErr_Clear();
         return;
     }
-    global_entry *e = &c->globals[address_slot(obj, GLOBAL_CACHE_SIZE)];
+    size_t slot = address_slot(obj, GLOBAL_CACHE_SIZE);
+    global_entry *e = &c->globals[slot];
+    if (e->ref != NULL && weakref_is(e->ref, e->obj)) {
+        /* the first entry is live: take the second */
+        e = &c->globals[slot ^ 1];
+    }
     global_entry old = *e;
     e->ref = ref;
     e->obj = obj;
@@ -184,8 +223,8 @@ void
 global_cache_set_line(pickler_core *p, PyObject *obj, int variant,
                       PyObject *line)
 {
-    global_entry *e = &p->cache->globals[address_slot(obj, GLOBAL_CACHE_SIZE)];
-    if (global_entry_valid(e, obj)) {
+    global_entry *e = global_find(p->cache, obj);
+    if (e != NULL) {
         Py_XSETREF(e->line[variant], Py_NewRef(line));
     }
 }
@@ -196,8 +235,12 @@ int
 type_cache_is_plain(pickler_cache *c, PyTypeObject *type,
                     PyObject **slotnames)
 {
-    type_entry *e = &c->types[address_slot(type, TYPE_CACHE_SIZE)];
+    size_t slot = address_slot(type, TYPE_CACHE_SIZE);
+    type_entry *e = &c->types[slot];
     PyTypeObject *meta = Py_TYPE(type);
+    if (e->type != type) {
+        e = &c->types[slot ^ 1];
+    }
     if (e->type != type || e->meta != meta) {
         return -1;
     }
@@ -301,11 +344,16 @@ type_cache_learn(pickler_cache *c, PyObject *obj, PyObject *rv)
                 && PyTuple_GET_ITEM(rv, 3) == Py_None
                 && PyTuple_GET_ITEM(rv, 4) == Py_None;
     }
-    /* The lookups above gave the types version tags if they had none. */
-    unsigned int version = type_version(type);
-    unsigned int meta_version = type_version(meta);
+    unsigned int version = assign_version(c, type);
+    unsigned int meta_version = assign_version(c, meta);
     if (version != 0 && meta_version != 0) {
-        type_entry *e = &c->types[address_slot(type, TYPE_CACHE_SIZE)];
+        size_t slot = address_slot(type, TYPE_CACHE_SIZE);
+        type_entry *e = &c->types[slot];
+        if (e->type != NULL && e->type != type) {
+            /* (entries hold no reference: whether that type is still
+             * alive cannot be asked, so the second entry is replaced) */
+            e = &c->types[slot ^ 1];
+        }
         e->type = type;
         e->meta = meta;
         e->version = version;
