@@ -44,6 +44,16 @@ outbuf_reserve(outbuf *b, Py_ssize_t extra)
     return outbuf_grow(b, extra, 0);
 }
 
+/* Room for `extra` bytes, growing for a payload as write_large does. */
+static inline int
+outbuf_grow_for(outbuf *b, Py_ssize_t extra)
+{
+    if (b->cap - b->len >= extra) {
+        return 0;
+    }
+    return outbuf_grow(b, extra, extra > b->cap);
+}
+
 static inline int
 outbuf_write(outbuf *b, const char *s, Py_ssize_t n)
 {

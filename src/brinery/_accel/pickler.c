@@ -156,6 +156,8 @@ dump_impl(PyObject *module, PyObject *obj, PyObject *file,
     }
     pickler_core core;
     core_init(&core, st);
+    /* no hooks, and the memo dies with this call */
+    core.may_use_phantoms = 1;
     PyObject *result = NULL;
     if (core_configure(&core, file, protocol, fix_imports,
                        buffer_callback) == 0

@@ -130,6 +130,10 @@ typedef struct pickler_core {
     int bin;
     int fast;
     int fix_imports;
+    /* Memo indices written for objects that were never built (see
+     * save_bytes_direct); only where nothing can observe the memo. */
+    Py_ssize_t phantoms;
+    int may_use_phantoms;
     Py_ssize_t frame_start;      /* offset of the open frame's header, -1 */
     Py_ssize_t frame_limit;      /* close the frame when len reaches it */
     memo_table memo;

@@ -364,17 +364,17 @@ save(pickler_core *p, PyObject *obj, int pers_save)
     return save_slow(p, obj, pers_save);
 }
 
-/* Store obj in the memo and write the opcode that does so. */
-static int
-memoize(pickler_core *p, PyObject *obj)
+/* The index the next memoized object gets. */
+static inline Py_ssize_t
+memo_next(pickler_core *p)
 {
-    if (p->fast) {
-        return 0;
-    }
-    Py_ssize_t idx = p->memo.used;
-    if (memo_insert(&p->memo, obj, idx) < 0) {
-        return -1;
-    }
+    return p->memo.used + p->phantoms;
+}
+
+/* The opcode that stores the stack top at memo index idx. */
+static int
+write_put(pickler_core *p, Py_ssize_t idx)
+{
     char buf[32];
     if (p->proto >= 4) {
         return w1(p, (char)OP_MEMOIZE);
@@ -394,6 +394,20 @@ memoize(pickler_core *p, PyObject *obj)
     }
     int n = snprintf(buf, sizeof(buf), "p%zd\n", idx);
     return wn(p, buf, n);
+}
+
+/* Store obj in the memo and write the opcode that does so. */
+static int
+memoize(pickler_core *p, PyObject *obj)
+{
+    if (p->fast) {
+        return 0;
+    }
+    Py_ssize_t idx = memo_next(p);
+    if (memo_insert(&p->memo, obj, idx) < 0) {
+        return -1;
+    }
+    return write_put(p, idx);
 }
 
 /* ============================================================ fast mode */
@@ -918,7 +932,7 @@ save_str(pickler_core *p, PyObject *obj)
             p->out.len += size + 2;
             return 0;
         }
-        if (memo_insert(&p->memo, obj, p->memo.used) < 0) {
+        if (memo_insert(&p->memo, obj, memo_next(p)) < 0) {
             return -1;
         }
         p->out.len += size + 3;
@@ -2277,9 +2291,87 @@ save_frozenset(pickler_core *p, PyObject *obj)
     return 1;
 }
 
+/* bytes at protocols 1 and 2, as save_bytes would write it through
+ * (codecs.encode, (data.decode('latin1'), 'latin1')), without building
+ * the string and the tuples: their memo indices are written but not
+ * stored (nothing else in the pickle can be those fresh objects, and
+ * without hooks nothing can see them). Returns 1 when it does not apply:
+ * a hook or the memo is observable, or codecs.encode is not memoized yet
+ * (saving it could push a frame). */
+static int
+save_bytes_direct(pickler_core *p, PyObject *obj)
+{
+    Py_ssize_t size = PyBytes_GET_SIZE(obj);
+    if (!p->may_use_phantoms || p->fast || size == 0
+        || size > 0x7fffffff || p->write != NULL) {
+        return 1;
+    }
+    Py_ssize_t encode_idx = memo_get(&p->memo, p->st->codecs_encode);
+    if (encode_idx < 0) {
+        return 1;
+    }
+    const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(obj);
+    Py_ssize_t high = 0;
+    for (Py_ssize_t i = 0; i < size; i++) {
+        high += data[i] >> 7;
+    }
+    Py_ssize_t utf8_size = size + high;
+    if (write_get(p, encode_idx) < 0) {
+        return -1;
+    }
+    if (p->proto < 2 && w1(p, (char)OP_MARK) < 0) {
+        return -1;
+    }
+    if (outbuf_grow_for(&p->out, utf8_size + 5) < 0) {
+        return -1;
+    }
+    char *dst = p->out.data + p->out.len;
+    dst[0] = (char)OP_BINUNICODE;
+    pack_u32(dst + 1, (uint32_t)utf8_size);
+    dst += 5;
+    if (high == 0) {
+        memcpy(dst, data, (size_t)size);
+    }
+    else {
+        for (Py_ssize_t i = 0; i < size; i++) {
+            unsigned char c = data[i];
+            if (c < 0x80) {
+                *dst++ = (char)c;
+            }
+            else {
+                *dst++ = (char)(0xc0 | (c >> 6));
+                *dst++ = (char)(0x80 | (c & 0x3f));
+            }
+        }
+    }
+    p->out.len += utf8_size + 5;
+    if (write_put(p, memo_next(p)) < 0) {
+        return -1;
+    }
+    p->phantoms++;                   /* the string */
+    if (save(p, p->cache->s_latin1, 0) < 0) {
+        return -1;
+    }
+    if (w1(p, (char)(p->proto >= 2 ? OP_TUPLE2 : OP_TUPLE)) < 0
+        || write_put(p, memo_next(p)) < 0) {
+        return -1;
+    }
+    p->phantoms++;                   /* the arguments tuple */
+    if (w1(p, (char)OP_REDUCE) < 0) {
+        return -1;
+    }
+    return memoize(p, obj);
+}
+
 static int
 save_bytes(pickler_core *p, PyObject *obj)
 {
+    if (p->proto < 3 && p->bin) {
+        int r = save_bytes_direct(p, obj);
+        if (r <= 0) {
+            return r;
+        }
+    }
     if (p->proto < 3) {
         /* No bytes opcode: Python 2 reads codecs.encode(str, 'latin1') as
          * a str, Python 3 as bytes. */
@@ -3127,6 +3219,8 @@ core_init(pickler_core *p, accel_state *st)
     p->bin = 1;
     p->fast = 0;
     p->fix_imports = 0;
+    p->phantoms = 0;
+    p->may_use_phantoms = 0;
     p->frame_start = -1;
     p->frame_limit = NO_FRAME_LIMIT;
     memo_init(&p->memo, &p->cache->spares);
