@@ -167,6 +167,12 @@ def _catalogue():
     rec_fs_holder = Plain()
     rec_fs_holder.fs = frozenset([rec_fs_holder])
     plain = Plain()
+    in_set = Plain()
+    rec_set = {in_set}
+    in_set.owner = rec_set
+    in_frozenset = Plain()
+    rec_frozenset = frozenset([in_frozenset])
+    in_frozenset.owner = rec_frozenset
     deep = []
     for _ in range(200):
         deep = [deep, {"k": (deep,)}]
@@ -224,6 +230,13 @@ def _catalogue():
         "recursive_tuple": rec_tuple,
         "recursive_object": [rec_obj, rec_obj],
         "recursive_frozenset": rec_fs_holder,
+        # The second set (frozenset, bytes) of a pickle below protocol 4
+        # takes another path than the first: one of each, then more.
+        "sets_in_sets": [set(), rec_set, frozenset(), rec_frozenset,
+                         {frozenset({1}), frozenset({2, (3, b"x")})},
+                         [set(range(i)) for i in range(0, 2003, 1001)]],
+        "bytes_again": [b"first", b"\x80\xff", b"\x00" * 70000,
+                        bytes(range(256)) * 300, b"latin1", "latin1"],
         "deep_mixed": deep,
         "many_memo_entries": [[i] for i in range(300)],
         "picklebuffers": [pickle.PickleBuffer(b"abc"),
@@ -588,6 +601,9 @@ ERROR_CASES = {
     "not_same_object": NotSameObject,
     "frozenset_element": frozenset({(1, RaisingReduce())}),
     "set_element": {(1, RaisingReduce())},
+    "second_set_element": [set(), {(1, RaisingReduce())}],
+    "second_frozenset_element": [frozenset(), frozenset({RaisingReduce()})],
+    "second_big_set": [set(), set(range(1500)) | {RaisingReduce()}],
     "nested_tuples": ((1, (2, [3, RaisingReduce()])),),
     "big_dict": {i: (RaisingReduce() if i == 1500 else i)
                  for i in range(2000)},

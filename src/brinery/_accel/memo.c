@@ -176,11 +176,12 @@ memo_insert(memo_table *memo, PyObject *key, Py_ssize_t value)
             return -1;
         }
     }
-    /* Keep the load factor at most 1/2: probes stay short. Grow fast
-     * while small, so that a large memo is rebuilt few times. */
+    /* Keep the load factor at most 2/3 (the table is cleared after each
+     * dump: a sparser one costs more to clear than its probes save). Grow
+     * fast while small, so that a large memo is rebuilt few times. */
     size_t nslots = memo->mask + 1;
-    if ((size_t)(memo->used + 1) * 2 > nslots) {
-        size_t n = nslots * (nslots < ((size_t)1 << 16) ? 4 : 2);
+    if ((size_t)(memo->used + 1) * 3 > nslots * 2) {
+        size_t n = nslots * (nslots < ((size_t)1 << 14) ? 4 : 2);
         if (n > (size_t)PY_SSIZE_T_MAX / sizeof(memo_entry)) {
             PyErr_NoMemory();
             return -1;

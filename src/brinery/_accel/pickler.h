@@ -98,6 +98,7 @@ enum frame_kind {
     F_GLOBAL,       /* STACK_GLOBAL: module name, qualified name */
     F_MEMOIZE,      /* then: memoize obj */
     F_WRITE1,       /* then: write one opcode byte (count) */
+    F_SET_REDUCE,   /* a set below protocol 4, as (set, (list(obj),)) */
 };
 
 typedef struct {

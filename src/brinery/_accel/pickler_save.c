@@ -608,6 +608,8 @@ frame_note(pickler_core *p, save_frame *f)
         return note;
     case F_SET:
         return PyUnicode_FromString("when serializing set element");
+    case F_SET_REDUCE:
+        return PyUnicode_FromFormat("when serializing list item %zd", f->i);
     case F_FROZENSET:
         return PyUnicode_FromString("when serializing frozenset element");
     default:
@@ -662,6 +664,17 @@ frame_add_notes(pickler_core *p, save_frame *f, PyObject *exc)
     PyObject *note = frame_note(p, f);
     if (note == NULL || add_note(c, exc, note) < 0) {
         PyErr_Clear();
+    }
+    if (f->kind == F_SET_REDUCE) {
+        /* the levels the list and tuple of (set, (list,)) would add */
+        note = PyUnicode_FromString("when serializing tuple item 0");
+        if (note == NULL || add_note(c, exc, note) < 0) {
+            PyErr_Clear();
+        }
+        save_frame reduce = *f;
+        reduce.kind = F_REDUCE;
+        reduce.what = W_RECON_ARGS;
+        frame_add_notes(p, &reduce, exc);
     }
 }
 
@@ -2060,6 +2073,82 @@ step_global(pickler_core *p, save_frame *f)
     return -1;
 }
 
+/* The items of a set (f->a: a tuple of them, taken when it started) as
+ * the list of (set, (list(obj),)) would be saved, then the rest of that
+ * reduction: what save_reduce writes for it, without building the list
+ * and the tuple (their memo indices are written, not stored: see
+ * save_bytes_direct). */
+static int
+step_set_reduce(pickler_core *p, save_frame *f)
+{
+    PyObject *items = f->a;
+    Py_ssize_t n = PyTuple_GET_SIZE(items);
+    switch (f->phase) {
+    case PH_SINGLE:
+        SAVE_CHILD(PyTuple_GET_ITEM(items, 0), PH_SINGLE_DONE, 0);
+        /* fall through */
+    case PH_SINGLE_DONE:
+        if (w1(p, (char)OP_APPEND) < 0) {
+            return -1;
+        }
+        goto finish;
+    case PH_START:
+    batch_start:
+        if (w1(p, (char)OP_MARK) < 0) {
+            return -1;
+        }
+        f->count = 0;
+        goto items;
+    case PH_ITEM_DONE:
+        f->i++;
+        if (++f->count == BATCHSIZE) {
+            goto batch_end;
+        }
+        /* fall through */
+    case PH_ITEM:
+    items:
+        while (f->i < n) {
+            SAVE_CHILD(PyTuple_GET_ITEM(items, f->i), PH_ITEM_DONE, 0);
+            f->i++;
+            if (++f->count == BATCHSIZE) {
+                break;
+            }
+        }
+        /* fall through */
+    case PH_BATCH_END:
+    batch_end:
+        if (w1(p, (char)OP_APPENDS) < 0) {
+            return -1;
+        }
+        if (f->i < n) {
+            goto batch_start;
+        }
+        /* fall through */
+    case PH_FINISH:
+    finish:
+        f->phase = PH_FINISH;
+        if (w1(p, (char)(p->proto >= 2 ? OP_TUPLE1 : OP_TUPLE)) < 0
+            || write_put(p, memo_next(p)) < 0) {
+            return -1;
+        }
+        p->phantoms++;               /* the arguments tuple */
+        if (w1(p, (char)OP_REDUCE) < 0) {
+            return -1;
+        }
+        Py_ssize_t idx = memo_get(&p->memo, f->obj);
+        if (idx >= 0) {
+            /* the set was saved while saving its own items */
+            if (w1(p, (char)OP_POP) < 0) {
+                return -1;
+            }
+            return write_get(p, idx);
+        }
+        return memoize(p, f->obj);
+    }
+    PyErr_SetString(PyExc_SystemError, "brinery: bad set frame phase");
+    return -1;
+}
+
 static int
 step(pickler_core *p, save_frame *f)
 {
@@ -2088,6 +2177,8 @@ step(pickler_core *p, save_frame *f)
         return memoize(p, f->obj);
     case F_WRITE1:
         return w1(p, (char)f->count);
+    case F_SET_REDUCE:
+        return step_set_reduce(p, f);
     }
     PyErr_SetString(PyExc_SystemError, "brinery: bad save frame");
     return -1;
@@ -2240,10 +2331,51 @@ list_of(PyObject *obj)
     return PySequence_List(obj);
 }
 
+/* A set or frozenset below protocol 4, as save_reduce would write
+ * (set, (list(obj),)) but without building the list and the tuple.
+ * Returns what save() does, or 2 when it does not apply (see
+ * save_bytes_direct). */
+static int
+save_set_direct(pickler_core *p, PyObject *obj, PyTypeObject *type)
+{
+    if (!p->may_use_phantoms || p->fast || !p->bin) {
+        return 2;
+    }
+    Py_ssize_t type_idx = memo_get(&p->memo, (PyObject *)type);
+    if (type_idx < 0) {
+        return 2;
+    }
+    PyObject *items = PySequence_Tuple(obj);
+    if (items == NULL) {
+        return -1;
+    }
+    if (write_get(p, type_idx) < 0
+        || (p->proto < 2 && w1(p, (char)OP_MARK) < 0)
+        || w1(p, (char)OP_EMPTY_LIST) < 0
+        || write_put(p, memo_next(p)) < 0) {
+        Py_DECREF(items);
+        return -1;
+    }
+    p->phantoms++;                   /* the list */
+    save_frame *f = push_frame(p, F_SET_REDUCE, obj);
+    if (f == NULL) {
+        Py_DECREF(items);
+        return -1;
+    }
+    f->a = items;
+    Py_ssize_t n = PyTuple_GET_SIZE(items);
+    f->phase = n == 0 ? PH_FINISH : n == 1 ? PH_SINGLE : PH_START;
+    return 1;
+}
+
 static int
 save_set(pickler_core *p, PyObject *obj)
 {
     if (p->proto < 4) {
+        int r = save_set_direct(p, obj, &PySet_Type);
+        if (r != 2) {
+            return r;
+        }
         return save_reduce_pair(p, (PyObject *)&PySet_Type,
                                 Py_BuildValue("(N)", list_of(obj)), obj);
     }
@@ -2272,6 +2404,10 @@ static int
 save_frozenset(pickler_core *p, PyObject *obj)
 {
     if (p->proto < 4) {
+        int r = save_set_direct(p, obj, &PyFrozenSet_Type);
+        if (r != 2) {
+            return r;
+        }
         return save_reduce_pair(p, (PyObject *)&PyFrozenSet_Type,
                                 Py_BuildValue("(N)", list_of(obj)), obj);
     }
@@ -2295,7 +2431,7 @@ save_frozenset(pickler_core *p, PyObject *obj)
  * (codecs.encode, (data.decode('latin1'), 'latin1')), without building
  * the string and the tuples: their memo indices are written but not
  * stored (nothing else in the pickle can be those fresh objects, and
- * without hooks nothing can see them). Returns 1 when it does not apply:
+ * without hooks nothing can see them). Returns 2 when it does not apply:
  * a hook or the memo is observable, or codecs.encode is not memoized yet
  * (saving it could push a frame). */
 static int
@@ -2304,11 +2440,11 @@ save_bytes_direct(pickler_core *p, PyObject *obj)
     Py_ssize_t size = PyBytes_GET_SIZE(obj);
     if (!p->may_use_phantoms || p->fast || size == 0
         || size > 0x7fffffff || p->write != NULL) {
-        return 1;
+        return 2;
     }
     Py_ssize_t encode_idx = memo_get(&p->memo, p->st->codecs_encode);
     if (encode_idx < 0) {
-        return 1;
+        return 2;
     }
     const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(obj);
     Py_ssize_t high = 0;
@@ -2368,7 +2504,7 @@ save_bytes(pickler_core *p, PyObject *obj)
 {
     if (p->proto < 3 && p->bin) {
         int r = save_bytes_direct(p, obj);
-        if (r <= 0) {
+        if (r != 2) {
             return r;
         }
     }
