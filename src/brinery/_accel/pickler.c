@@ -333,6 +333,7 @@ read_hooks(PicklerObject *self)
         Py_CLEAR(hook);
     }
     p->dispatch_table = hook;
+    core_update_fast_limit(p);
     return 0;
 }
 
@@ -538,6 +539,7 @@ Pickler_set_bin(PicklerObject *self, PyObject *value, void *closure)
         return -1;
     }
     self->core.bin = self->bin != 0;
+    core_update_fast_limit(&self->core);
     return 0;
 }
 

@@ -137,6 +137,9 @@ typedef struct pickler_core {
     int may_use_phantoms;
     Py_ssize_t frame_start;      /* offset of the open frame's header, -1 */
     Py_ssize_t frame_limit;      /* close the frame when len reaches it */
+    /* frame_limit while save() may take its fast path (binary protocol,
+     * no persistent_id), else -1: one comparison decides */
+    Py_ssize_t fast_limit;
     memo_table memo;
     save_frame *frames;
     Py_ssize_t depth;
@@ -144,6 +147,13 @@ typedef struct pickler_core {
     outbuf out;
     save_frame frames_small[FRAMES_SMALL];
 } pickler_core;
+
+/* Call after changing frame_limit, pers_func or bin. */
+static inline void
+core_update_fast_limit(pickler_core *p)
+{
+    p->fast_limit = (p->pers_func == NULL && p->bin) ? p->frame_limit : -1;
+}
 
 /* pickler_save.c */
 void core_init(pickler_core *p, accel_state *st);

@@ -153,6 +153,7 @@ start_framing(pickler_core *p)
     p->frame_start = p->out.len;
     p->out.len += FRAME_HEADER_SIZE;
     p->frame_limit = p->out.len + FRAME_SIZE_TARGET;
+    core_update_fast_limit(p);
     return 0;
 }
 
@@ -177,6 +178,7 @@ end_frame(pickler_core *p)
     }
     p->frame_start = -1;
     p->frame_limit = NO_FRAME_LIMIT;
+    core_update_fast_limit(p);
 }
 
 /* At a save() boundary with a full frame: close it (and send it to the
@@ -311,7 +313,7 @@ compact_long(PyObject *obj, long *value)
 static inline int
 save(pickler_core *p, PyObject *obj, int pers_save)
 {
-    if (p->out.len < p->frame_limit && p->pers_func == NULL && p->bin) {
+    if (p->out.len < p->fast_limit) {
         PyTypeObject *type = Py_TYPE(obj);
         if (type == &PyUnicode_Type) {
             Py_ssize_t idx = memo_get(&p->memo, obj);
@@ -347,6 +349,9 @@ save(pickler_core *p, PyObject *obj, int pers_save)
         }
         if (obj == Py_None) {
             return w1(p, (char)OP_NONE);
+        }
+        if (type == &PyBool_Type && p->proto >= 2) {
+            return w1(p, (char)(obj == Py_True ? OP_NEWTRUE : OP_NEWFALSE));
         }
         if (type == &PyFloat_Type) {
             if (outbuf_reserve(&p->out, 9) < 0) {
@@ -3359,6 +3364,7 @@ core_init(pickler_core *p, accel_state *st)
     p->may_use_phantoms = 0;
     p->frame_start = -1;
     p->frame_limit = NO_FRAME_LIMIT;
+    core_update_fast_limit(p);
     memo_init(&p->memo, &p->cache->spares);
     p->frames = p->frames_small;
     p->depth = 0;
@@ -3389,6 +3395,7 @@ core_set_protocol(pickler_core *p, PyObject *protocol)
     }
     p->proto = (int)proto;
     p->bin = proto >= 1;
+    core_update_fast_limit(p);
     return 0;
 }
 
@@ -3398,6 +3405,7 @@ core_dump(pickler_core *p, PyObject *obj)
     p->out.len = 0;
     p->frame_start = -1;
     p->frame_limit = NO_FRAME_LIMIT;
+    core_update_fast_limit(p);
     if (p->proto >= 2) {
         if (outbuf_put2(&p->out, (char)OP_PROTO, (char)p->proto) < 0) {
             return -1;
@@ -3452,6 +3460,7 @@ core_end_dump(pickler_core *p)
     Py_CLEAR(p->fast_active);
     p->frame_start = -1;
     p->frame_limit = NO_FRAME_LIMIT;
+    core_update_fast_limit(p);
 }
 
 void
