@@ -897,6 +897,10 @@ def test_no_default_hook_attributes():
     assert not hasattr(p, "reducer_override")
     assert not hasattr(p, "dispatch_table")
     assert p.persistent_id(1) is None
+    # The class itself cannot grow hooks (as _pickle.Pickler cannot):
+    # subclasses are where they go.
+    with pytest.raises(TypeError):
+        CPickler.reducer_override = reducer_override
 
 
 def reduce_plain(obj):

@@ -605,7 +605,8 @@ static PyType_Slot Pickler_slots[] = {
 static PyType_Spec Pickler_spec = {
     .name = "brinery._accel.Pickler",
     .basicsize = sizeof(PicklerObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC
+             | Py_TPFLAGS_IMMUTABLETYPE,
     .slots = Pickler_slots,
 };
 

@@ -308,6 +308,11 @@ type_cache_learn(pickler_cache *c, PyObject *obj, PyObject *rv)
     PyTypeObject *meta = Py_TYPE(type);
     PyObject *slotnames = NULL;
     PyObject *dict = NULL;
+    unsigned int version = assign_version(c, type);
+    unsigned int meta_version = assign_version(c, meta);
+    if (version == 0 || meta_version == 0) {
+        return;
+    }
     int plain = keeps_object_hooks(c, type, meta, &slotnames);
     if (plain) {
         /* The state default __getstate__ gives: None for an empty (or no)
@@ -344,9 +349,9 @@ type_cache_learn(pickler_cache *c, PyObject *obj, PyObject *rv)
                 && PyTuple_GET_ITEM(rv, 3) == Py_None
                 && PyTuple_GET_ITEM(rv, 4) == Py_None;
     }
-    unsigned int version = assign_version(c, type);
-    unsigned int meta_version = assign_version(c, meta);
-    if (version != 0 && meta_version != 0) {
+    /* (reading the __dict__ may have run a collection, and with it any
+     * code: the classes must still be as they were) */
+    if (type_version(type) == version && type_version(meta) == meta_version) {
         size_t slot = address_slot(type, TYPE_CACHE_SIZE);
         type_entry *e = &c->types[slot];
         if (e->type != NULL && e->type != type) {
