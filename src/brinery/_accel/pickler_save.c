@@ -792,7 +792,7 @@ save_long(pickler_core *p, PyObject *obj)
 #endif
             return -1;
         }
-        if (Py_SIZE(obj) < 0 && nbytes > 1 && data[nbytes - 1] == 0xff
+        if (overflow < 0 && nbytes > 1 && data[nbytes - 1] == 0xff
             && (data[nbytes - 2] & 0x80)) {
             nbytes--;
         }
