@@ -7,6 +7,7 @@ brinery's pure-Python pickler (error messages and notes).
 """
 
 import collections
+import contextlib
 import copyreg
 import datetime
 import decimal
@@ -249,6 +250,14 @@ def _catalogue():
 CATALOGUE = _catalogue()
 
 
+def outcomes(obj, protocol):
+    """The outcome of pickling obj with the stdlib, the pure and the C
+    pickler."""
+    return (outcome(pickle.dumps, obj, protocol),
+            outcome(brinery._dumps, obj, protocol),
+            outcome(_accel.dumps, obj, protocol))
+
+
 def outcome(dumps, obj, protocol):
     """dumps(obj, protocol) or (exception type name, message, notes)."""
     try:
@@ -273,9 +282,7 @@ def c_dump(obj, protocol):
 @pytest.mark.parametrize("name", sorted(CATALOGUE))
 def test_same_bytes_as_stdlib_and_pure(name, protocol):
     obj = CATALOGUE[name]
-    expected = outcome(pickle.dumps, obj, protocol)
-    pure = outcome(brinery._dumps, obj, protocol)
-    got = outcome(_accel.dumps, obj, protocol)
+    expected, pure, got = outcomes(obj, protocol)
     if isinstance(expected, bytes):
         assert got == expected
     else:
@@ -618,10 +625,7 @@ ERROR_CASES = {
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 @pytest.mark.parametrize("name", sorted(ERROR_CASES))
 def test_errors_and_notes_match_pure(name, protocol):
-    obj = ERROR_CASES[name]
-    pure = outcome(brinery._dumps, obj, protocol)
-    got = outcome(_accel.dumps, obj, protocol)
-    expected = outcome(pickle.dumps, obj, protocol)
+    expected, pure, got = outcomes(ERROR_CASES[name], protocol)
     assert got == pure
     if isinstance(expected, bytes):     # not an error at this protocol
         assert got == expected
@@ -1214,14 +1218,22 @@ def test_pickler_is_collected():
     assert ref() is None
 
 
-def test_global_cache_does_not_keep_classes_alive():
-    cls = type("Temporary", (), {"__module__": __name__})
-    globals()["Temporary"] = cls
+@contextlib.contextmanager
+def module_global(name, cls):
+    """cls, published for the time being as this module's `name`."""
+    cls.__module__ = __name__
+    cls.__qualname__ = name
+    globals()[name] = cls
     try:
+        yield cls
+    finally:
+        globals().pop(name, None)
+
+
+def test_global_cache_does_not_keep_classes_alive():
+    with module_global("Temporary", type("Temporary", (), {})) as cls:
         assert _accel.dumps(cls, 2) == pickle.dumps(cls, 2)
         assert _accel.dumps(cls(), 2) == pickle.dumps(cls(), 2)
-    finally:
-        del globals()["Temporary"]
     ref = weakref.ref(cls)
     del cls
     gc.collect()
@@ -1231,10 +1243,7 @@ def test_global_cache_does_not_keep_classes_alive():
 def test_cached_globals_follow_changes():
     class Moving:
         pass
-    Moving.__module__ = __name__
-    Moving.__qualname__ = "MovingTarget"
-    globals()["MovingTarget"] = Moving
-    try:
+    with module_global("MovingTarget", Moving):
         for protocol in PROTOCOLS:
             assert _accel.dumps(Moving, protocol) == \
                 pickle.dumps(Moving, protocol)
@@ -1246,9 +1255,7 @@ def test_cached_globals_follow_changes():
         globals()["MovedTarget"] = Empty
         with pytest.raises(brinery.PicklingError, match="not the same"):
             _accel.dumps(Moving, 2)
-    finally:
-        globals().pop("MovingTarget", None)
-        globals().pop("MovedTarget", None)
+        del globals()["MovedTarget"]
     renamed = module_function
     old = renamed.__qualname__
     try:
@@ -1263,10 +1270,7 @@ def test_cached_globals_follow_changes():
 def test_plain_class_changes_are_seen():
     class Changing:
         pass
-    Changing.__module__ = __name__
-    Changing.__qualname__ = "ChangingClass"
-    globals()["ChangingClass"] = Changing
-    try:
+    with module_global("ChangingClass", Changing):
         obj = Changing()
         obj.a = 1
         for _ in range(3):
@@ -1283,8 +1287,6 @@ def test_plain_class_changes_are_seen():
         del obj.__reduce_ex__
         obj.__class__ = Plain
         assert _accel.dumps(obj, 2) == pickle.dumps(obj, 2)
-    finally:
-        del globals()["ChangingClass"]
 
 
 def test_threads_with_separate_picklers():

@@ -495,8 +495,15 @@ Pickler_set_memo(PicklerObject *self, PyObject *value, void *closure)
     return 0;
 }
 
+/* The int attributes `fast` and `bin` (closure: which one). */
+static PyObject *
+Pickler_get_flag(PicklerObject *self, void *closure)
+{
+    return PyLong_FromLong(closure == NULL ? self->fast : self->bin);
+}
+
 static int
-set_long_attr(PyObject *value, long *dest)
+Pickler_set_flag(PicklerObject *self, PyObject *value, void *closure)
 {
     if (value == NULL) {
         PyErr_SetString(PyExc_TypeError, "attribute deletion is not supported");
@@ -506,40 +513,15 @@ set_long_attr(PyObject *value, long *dest)
     if (v == -1 && PyErr_Occurred()) {
         return -1;
     }
-    *dest = v;
-    return 0;
-}
-
-static PyObject *
-Pickler_get_fast(PicklerObject *self, void *closure)
-{
-    return PyLong_FromLong(self->fast);
-}
-
-static int
-Pickler_set_fast(PicklerObject *self, PyObject *value, void *closure)
-{
-    if (set_long_attr(value, &self->fast) < 0) {
-        return -1;
+    if (closure == NULL) {
+        self->fast = v;
+        self->core.fast = v != 0;
     }
-    self->core.fast = self->fast != 0;
-    return 0;
-}
-
-static PyObject *
-Pickler_get_bin(PicklerObject *self, void *closure)
-{
-    return PyLong_FromLong(self->bin);
-}
-
-static int
-Pickler_set_bin(PicklerObject *self, PyObject *value, void *closure)
-{
-    if (set_long_attr(value, &self->bin) < 0) {
-        return -1;
+    else {
+        self->bin = v;
+        self->core.bin = v != 0;
+        core_update_fast_limit(&self->core);
     }
-    self->core.bin = self->bin != 0;
-    core_update_fast_limit(&self->core);
     return 0;
 }
 
@@ -565,11 +547,12 @@ static PyGetSetDef Pickler_getset[] = {
     {"memo", (getter)Pickler_get_memo, (setter)Pickler_set_memo,
      "The memo: {id(obj): (index, obj)} (a copy); assign to replace it.",
      NULL},
-    {"fast", (getter)Pickler_get_fast, (setter)Pickler_set_fast,
+    {"fast", (getter)Pickler_get_flag, (setter)Pickler_set_flag,
      "Fast mode: no memo (refuses cyclic objects). Deprecated in pickle.",
      NULL},
-    {"bin", (getter)Pickler_get_bin, (setter)Pickler_set_bin,
-     "Whether binary opcodes are written (protocol 1 and higher).", NULL},
+    {"bin", (getter)Pickler_get_flag, (setter)Pickler_set_flag,
+     "Whether binary opcodes are written (protocol 1 and higher).",
+     (void *)1},
     {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL}
 };

@@ -94,7 +94,6 @@ enum frame_kind {
     F_SET,          /* items of a set, in batches (protocol 4+) */
     F_FROZENSET,    /* items of a frozenset (protocol 4+) */
     F_REDUCE,       /* an object saved from its reduce value */
-    F_OBJECT,       /* an instance of a plain class (object's reduction) */
     F_GLOBAL,       /* STACK_GLOBAL: module name, qualified name */
     F_MEMOIZE,      /* then: memoize obj */
     F_WRITE1,       /* then: write one opcode byte (count) */
@@ -109,7 +108,7 @@ typedef struct {
     int count;                   /* items in the current batch */
     uint8_t kind;
     uint8_t phase;               /* where to resume */
-    uint8_t what;                /* F_REDUCE/F_OBJECT: part being saved */
+    uint8_t what;                /* F_REDUCE: part being saved */
     uint8_t flags;
 } save_frame;
 

@@ -37,7 +37,7 @@ enum {
 };
 
 enum {
-    /* F_REDUCE, F_OBJECT */
+    /* F_REDUCE */
     R_START = 0,
     R_NEWOBJ_EX_ARGS,  /* class saved: save the positional arguments */
     R_NEWOBJ_EX_KW,    /* then the keyword arguments */
@@ -76,8 +76,14 @@ static const char *const WHAT_TEXT[] = {
 /* F_REDUCE flags */
 #define RF_NEWOBJ 1
 #define RF_NEWOBJ_EX 2
+/* An instance of a plain class, at protocol 2+: what object's default
+ * __reduce_ex__ would give, (copyreg.__newobj__, (cls,), state), saved
+ * without building it. f->a is NULL, f->b the state (NULL for None). */
+#define RF_PLAIN 4
 /* F_APPENDS / F_SETITEMS flags */
 #define IF_LEAVE_FAST 1      /* leave fast mode for obj at the end */
+/* F_DICT flags */
+#define DF_SINGLE 1          /* a dict of one item: SETITEM */
 
 #define NO_FRAME_LIMIT PY_SSIZE_T_MAX
 
@@ -640,7 +646,7 @@ static void
 frame_add_notes(pickler_core *p, save_frame *f, PyObject *exc)
 {
     pickler_cache *c = p->cache;
-    if (f->kind == F_REDUCE || f->kind == F_OBJECT) {
+    if (f->kind == F_REDUCE) {
         if (f->obj == NULL) {
             return;
         }
@@ -1039,6 +1045,9 @@ tp_name(PyObject *obj)
 /* Check a reduce value and push the frame that saves obj from it.
  * rv: (callable, args[, state[, listitems[, dictitems[, state_setter]]]]).
  * obj may be NULL (a value not to be memoized). */
+static save_frame *push_iter_frame(pickler_core *p, int kind, PyObject *obj,
+                                   PyObject *iter);
+
 static int
 save_reduce(pickler_core *p, PyObject *rv, PyObject *obj)
 {
@@ -1132,9 +1141,14 @@ save_reduce_pair(pickler_core *p, PyObject *func, PyObject *args,
     return r;
 }
 
+/* Item i of a reduce frame's value (None and missing items: NULL). */
 static inline PyObject *
-rv_item(PyObject *rv, Py_ssize_t i)
+rv_item(save_frame *f, Py_ssize_t i)
 {
+    if (f->flags & RF_PLAIN) {
+        return i == 2 ? f->b : NULL;
+    }
+    PyObject *rv = f->a;
     if (PyTuple_GET_SIZE(rv) <= i) {
         return NULL;
     }
@@ -1217,19 +1231,37 @@ reduce_after_call(pickler_core *p, save_frame *f, int *done)
     return memoize(p, obj);
 }
 
+/* The list items (rv[3]) or dict items (rv[4]) of reduce frame f: push
+ * the frame that reads them, to resume f at next_phase. */
+static int
+save_reduce_items(pickler_core *p, save_frame *f, int kind, Py_ssize_t i,
+                  int next_phase)
+{
+    PyObject *items = rv_item(f, i);
+    f->what = W_NONE;
+    f->phase = (uint8_t)next_phase;
+    /* (push_frame may move the frames: f is not used after it) */
+    return push_iter_frame(p, kind, f->obj, Py_NewRef(items)) == NULL ? -1 : 1;
+}
+
 static int
 step_reduce(pickler_core *p, save_frame *f)
 {
     PyObject *rv = f->a;
     PyObject *obj = f->obj;
     PyObject *picklingerror = p->st->PicklingError;
-    PyObject *args = PyTuple_GET_ITEM(rv, 1);
+    PyObject *args = rv != NULL ? PyTuple_GET_ITEM(rv, 1) : NULL;
     int done;
 
     switch (f->phase) {
     case R_START:
         if (obj != NULL && enter_fast(p, obj) < 0) {
             return -1;
+        }
+        if (f->flags & RF_PLAIN) {
+            f->what = W_CLASS;
+            SAVE_CHILD((PyObject *)Py_TYPE(obj), R_NEWOBJ_ARGS, 0);
+            goto newobj_args;
         }
         if (f->flags & RF_NEWOBJ_EX) {
             if (PyTuple_GET_SIZE(args) != 3) {
@@ -1337,8 +1369,13 @@ step_reduce(pickler_core *p, save_frame *f)
     case R_NEWOBJ_ARGS:
     newobj_args:
         f->what = W_RECON_ARGS;
-        SAVE_TEMP(PyTuple_GetSlice(args, 1, PyTuple_GET_SIZE(args)),
-                  R_NEWOBJ_DONE);
+        if (f->flags & RF_PLAIN) {
+            SAVE_CHILD(p->cache->empty_tuple, R_NEWOBJ_DONE, 0);
+        }
+        else {
+            SAVE_TEMP(PyTuple_GetSlice(args, 1, PyTuple_GET_SIZE(args)),
+                      R_NEWOBJ_DONE);
+        }
         /* fall through */
     case R_NEWOBJ_DONE:
         if (w1(p, (char)OP_NEWOBJ) < 0) {
@@ -1355,42 +1392,20 @@ step_reduce(pickler_core *p, save_frame *f)
         if (done) {
             return 0;
         }
-        {
-            PyObject *listitems = rv_item(rv, 3);
-            if (listitems != NULL) {
-                f->what = W_NONE;
-                f->phase = R_DICTITEMS;
-                save_frame *g = push_frame(p, F_APPENDS, obj);
-                if (g == NULL) {
-                    return -1;
-                }
-                Py_INCREF(listitems);
-                g->a = listitems;
-                return 1;
-            }
+        if (rv_item(f, 3) != NULL) {
+            return save_reduce_items(p, f, F_APPENDS, 3, R_DICTITEMS);
         }
         /* fall through */
     case R_DICTITEMS:
-        {
-            PyObject *dictitems = rv_item(rv, 4);
-            if (dictitems != NULL) {
-                f->what = W_NONE;
-                f->phase = R_STATE;
-                save_frame *g = push_frame(p, F_SETITEMS, obj);
-                if (g == NULL) {
-                    return -1;
-                }
-                Py_INCREF(dictitems);
-                g->a = dictitems;
-                return 1;
-            }
+        if (rv_item(f, 4) != NULL) {
+            return save_reduce_items(p, f, F_SETITEMS, 4, R_STATE);
         }
         /* fall through */
     case R_STATE:
         {
-            PyObject *state = rv_item(rv, 2);
+            PyObject *state = rv_item(f, 2);
             if (state != NULL) {
-                PyObject *setter = rv_item(rv, 5);
+                PyObject *setter = rv_item(f, 5);
                 if (setter != NULL) {
                     f->what = W_STATE_SETTER;
                     SAVE_CHILD(setter, R_SETTER_OBJ, 0);
@@ -1410,7 +1425,7 @@ step_reduce(pickler_core *p, save_frame *f)
         /* fall through */
     case R_SETTER_STATE:
         f->what = W_STATE;
-        SAVE_CHILD(rv_item(rv, 2), R_SETTER_DONE, 0);
+        SAVE_CHILD(rv_item(f, 2), R_SETTER_DONE, 0);
         /* fall through */
     case R_SETTER_DONE:
         {
@@ -1436,62 +1451,6 @@ step_reduce(pickler_core *p, save_frame *f)
         return 0;
     }
     PyErr_SetString(PyExc_SystemError, "brinery: bad reduce frame phase");
-    return -1;
-}
-
-/* An instance of a plain class, at protocol 2+: what object's default
- * __reduce_ex__ would give, (copyreg.__newobj__, (cls,), state), saved
- * without building it. f->a is the state (NULL for None). */
-static int
-step_object(pickler_core *p, save_frame *f)
-{
-    PyObject *obj = f->obj;
-    int done;
-    switch (f->phase) {
-    case R_START:
-        if (enter_fast(p, obj) < 0) {
-            return -1;
-        }
-        f->what = W_CLASS;
-        SAVE_CHILD((PyObject *)Py_TYPE(obj), R_NEWOBJ_ARGS, 0);
-        /* fall through */
-    case R_NEWOBJ_ARGS:
-        f->what = W_RECON_ARGS;
-        SAVE_CHILD(p->cache->empty_tuple, R_NEWOBJ_DONE, 0);
-        /* fall through */
-    case R_NEWOBJ_DONE:
-        if (w1(p, (char)OP_NEWOBJ) < 0) {
-            return -1;
-        }
-        f->phase = R_AFTER_CALL;
-        if (reduce_after_call(p, f, &done) < 0) {
-            return -1;
-        }
-        if (done) {
-            return 0;
-        }
-        if (f->a != NULL) {
-            f->what = W_STATE;
-            SAVE_CHILD(f->a, R_BUILD, 0);
-        }
-        else {
-            goto end;
-        }
-        /* fall through */
-    case R_BUILD:
-        if (w1(p, (char)OP_BUILD) < 0) {
-            return -1;
-        }
-        /* fall through */
-    case R_END:
-    end:
-        f->phase = R_END;
-        if (leave_fast(p, obj) < 0) {
-            return -1;
-        }
-        return 0;
-    }
-    PyErr_SetString(PyExc_SystemError, "brinery: bad object frame phase");
     return -1;
 }
 
@@ -1641,27 +1600,9 @@ step_dict(pickler_core *p, save_frame *f)
     PyObject *key, *value;
     switch (f->phase) {
     case PH_SINGLE:
-        if (dict_changed(obj, f->n)) {
-            return -1;
-        }
-        if (!PyDict_Next(obj, &f->i, &key, &value)) {
-            goto batch_end;
-        }
-        Py_INCREF(key);
-        Py_INCREF(value);
-        Py_XSETREF(f->a, key);
-        Py_XSETREF(f->b, value);
-        SAVE_CHILD(key, PH_SINGLE_DONE, 0);
-        /* fall through */
-    case PH_SINGLE_DONE:
-        SAVE_CHILD(f->b, PH_FINISH, 0);
-        /* fall through */
-    case PH_FINISH:
-        if (w1(p, (char)OP_SETITEM) < 0) {
-            return -1;
-        }
-        return leave_fast(p, obj);
-
+        /* one item: key, value, SETITEM (no MARK) */
+        f->flags |= DF_SINGLE;
+        goto next_item;
     case PH_START:
     batch_start:
         if (w1(p, (char)OP_MARK) < 0) {
@@ -1687,6 +1628,12 @@ step_dict(pickler_core *p, save_frame *f)
         SAVE_CHILD(f->b, PH_VALUE_DONE, 0);
         /* fall through */
     case PH_VALUE_DONE:
+        if (f->flags & DF_SINGLE) {
+            if (w1(p, (char)OP_SETITEM) < 0) {
+                return -1;
+            }
+            return leave_fast(p, obj);
+        }
         if (++f->count != BATCHSIZE) {
             goto next_item;
         }
@@ -2174,8 +2121,6 @@ step(pickler_core *p, save_frame *f)
         return step_frozenset(p, f);
     case F_REDUCE:
         return step_reduce(p, f);
-    case F_OBJECT:
-        return step_object(p, f);
     case F_GLOBAL:
         return step_global(p, f);
     case F_MEMOIZE:
@@ -2236,104 +2181,99 @@ save_tuple(pickler_core *p, PyObject *obj)
     return 1;
 }
 
+/* Push a frame of `kind` that reads the iterator `iter` (a new reference,
+ * consumed); NULL on error. */
+static save_frame *
+push_iter_frame(pickler_core *p, int kind, PyObject *obj, PyObject *iter)
+{
+    if (iter == NULL) {
+        return NULL;
+    }
+    save_frame *f = push_frame(p, kind, obj);
+    if (f == NULL) {
+        Py_DECREF(iter);
+        return NULL;
+    }
+    f->a = iter;
+    return f;
+}
+
+/* The start of a list or dict: EMPTY_LIST / EMPTY_DICT (MARK LIST / MARK
+ * DICT at protocol 0), memoized. */
 static int
-save_list(pickler_core *p, PyObject *obj)
+open_container(pickler_core *p, PyObject *obj, enum opcode empty_op,
+               enum opcode text_op)
 {
     if (enter_fast(p, obj) < 0) {
         return -1;
     }
-    if (p->bin) {
-        if (w1(p, (char)OP_EMPTY_LIST) < 0) {
-            return -1;
-        }
-    }
-    else if (outbuf_put2(&p->out, (char)OP_MARK, (char)OP_LIST) < 0) {
+    int r = p->bin ? w1(p, (char)empty_op)
+                   : outbuf_put2(&p->out, (char)OP_MARK, (char)text_op);
+    if (r < 0) {
         return -1;
     }
-    if (memoize(p, obj) < 0) {
+    return memoize(p, obj);
+}
+
+/* The items of a list or dict at protocol 0: from an iterator, one
+ * APPEND / SETITEM each. */
+static int
+save_items_text(pickler_core *p, int kind, PyObject *obj, PyObject *iter)
+{
+    save_frame *f = push_iter_frame(p, kind, obj, iter);
+    if (f == NULL) {
+        return -1;
+    }
+    f->flags = IF_LEAVE_FAST;
+    return 1;
+}
+
+/* The items of an exact list or dict at protocol 1+: in batches. */
+static int
+save_items_bin(pickler_core *p, int kind, PyObject *obj, Py_ssize_t n)
+{
+    save_frame *f = push_frame(p, kind, obj);
+    if (f == NULL) {
+        return -1;
+    }
+    f->n = n;
+    f->phase = n == 1 ? PH_SINGLE : PH_START;
+    return 1;
+}
+
+static int
+save_list(pickler_core *p, PyObject *obj)
+{
+    if (open_container(p, obj, OP_EMPTY_LIST, OP_LIST) < 0) {
         return -1;
     }
     Py_ssize_t n = PyList_GET_SIZE(obj);
     if (n == 0) {
         return leave_fast(p, obj);
     }
-    save_frame *f;
-    if (p->bin) {
-        f = push_frame(p, F_LIST, obj);
-        if (f == NULL) {
-            return -1;
-        }
-        f->phase = n == 1 ? PH_SINGLE : PH_START;
-        return 1;
+    if (!p->bin) {
+        return save_items_text(p, F_APPENDS, obj, PyObject_GetIter(obj));
     }
-    PyObject *iter = PyObject_GetIter(obj);
-    if (iter == NULL) {
-        return -1;
-    }
-    f = push_frame(p, F_APPENDS, obj);
-    if (f == NULL) {
-        Py_DECREF(iter);
-        return -1;
-    }
-    f->a = iter;
-    f->flags = IF_LEAVE_FAST;
-    return 1;
+    return save_items_bin(p, F_LIST, obj, n);
 }
 
 static int
 save_dict(pickler_core *p, PyObject *obj)
 {
-    if (enter_fast(p, obj) < 0) {
-        return -1;
-    }
-    if (p->bin) {
-        if (w1(p, (char)OP_EMPTY_DICT) < 0) {
-            return -1;
-        }
-    }
-    else if (outbuf_put2(&p->out, (char)OP_MARK, (char)OP_DICT) < 0) {
-        return -1;
-    }
-    if (memoize(p, obj) < 0) {
+    if (open_container(p, obj, OP_EMPTY_DICT, OP_DICT) < 0) {
         return -1;
     }
     Py_ssize_t n = PyDict_GET_SIZE(obj);
     if (n == 0) {
         return leave_fast(p, obj);
     }
-    save_frame *f;
-    if (p->bin) {
-        f = push_frame(p, F_DICT, obj);
-        if (f == NULL) {
-            return -1;
-        }
-        f->n = n;
-        f->phase = n == 1 ? PH_SINGLE : PH_START;
-        return 1;
+    if (!p->bin) {
+        PyObject *items = PyObject_CallMethodNoArgs(obj, p->cache->s_items);
+        PyObject *iter = items == NULL ? NULL : PyObject_GetIter(items);
+        Py_XDECREF(items);
+        return save_items_text(p, F_SETITEMS, obj, iter);
     }
-    PyObject *items = PyObject_CallMethodNoArgs(obj, p->cache->s_items);
-    PyObject *iter = NULL;
-    if (items != NULL) {
-        iter = PyObject_GetIter(items);
-        Py_DECREF(items);
-    }
-    if (iter == NULL) {
-        return -1;
-    }
-    f = push_frame(p, F_SETITEMS, obj);
-    if (f == NULL) {
-        Py_DECREF(iter);
-        return -1;
-    }
-    f->a = iter;
-    f->flags = IF_LEAVE_FAST;
-    return 1;
-}
-
-static PyObject *
-list_of(PyObject *obj)
-{
-    return PySequence_List(obj);
+    return save_items_bin(p, F_DICT, obj, n);
 }
 
 /* A set or frozenset below protocol 4, as save_reduce would write
@@ -2373,16 +2313,23 @@ save_set_direct(pickler_core *p, PyObject *obj, PyTypeObject *type)
     return 1;
 }
 
+/* A set or frozenset below protocol 4: (type, (list(obj),)). */
+static int
+save_set_below4(pickler_core *p, PyObject *obj, PyTypeObject *type)
+{
+    int r = save_set_direct(p, obj, type);
+    if (r != 2) {
+        return r;
+    }
+    return save_reduce_pair(p, (PyObject *)type,
+                            Py_BuildValue("(N)", PySequence_List(obj)), obj);
+}
+
 static int
 save_set(pickler_core *p, PyObject *obj)
 {
     if (p->proto < 4) {
-        int r = save_set_direct(p, obj, &PySet_Type);
-        if (r != 2) {
-            return r;
-        }
-        return save_reduce_pair(p, (PyObject *)&PySet_Type,
-                                Py_BuildValue("(N)", list_of(obj)), obj);
+        return save_set_below4(p, obj, &PySet_Type);
     }
     if (w1(p, (char)OP_EMPTY_SET) < 0 || memoize(p, obj) < 0) {
         return -1;
@@ -2391,16 +2338,10 @@ save_set(pickler_core *p, PyObject *obj)
     if (n == 0) {
         return 0;
     }
-    PyObject *iter = PyObject_GetIter(obj);
-    if (iter == NULL) {
-        return -1;
-    }
-    save_frame *f = push_frame(p, F_SET, obj);
+    save_frame *f = push_iter_frame(p, F_SET, obj, PyObject_GetIter(obj));
     if (f == NULL) {
-        Py_DECREF(iter);
         return -1;
     }
-    f->a = iter;
     f->n = n;
     return 1;
 }
@@ -2409,27 +2350,13 @@ static int
 save_frozenset(pickler_core *p, PyObject *obj)
 {
     if (p->proto < 4) {
-        int r = save_set_direct(p, obj, &PyFrozenSet_Type);
-        if (r != 2) {
-            return r;
-        }
-        return save_reduce_pair(p, (PyObject *)&PyFrozenSet_Type,
-                                Py_BuildValue("(N)", list_of(obj)), obj);
+        return save_set_below4(p, obj, &PyFrozenSet_Type);
     }
     if (w1(p, (char)OP_MARK) < 0) {
         return -1;
     }
-    PyObject *iter = PyObject_GetIter(obj);
-    if (iter == NULL) {
-        return -1;
-    }
-    save_frame *f = push_frame(p, F_FROZENSET, obj);
-    if (f == NULL) {
-        Py_DECREF(iter);
-        return -1;
-    }
-    f->a = iter;
-    return 1;
+    return push_iter_frame(p, F_FROZENSET, obj, PyObject_GetIter(obj))
+           == NULL ? -1 : 1;
 }
 
 /* bytes at protocols 1 and 2, as save_bytes would write it through
@@ -3214,12 +3141,13 @@ save_other(pickler_core *p, PyObject *obj, PyTypeObject *type)
                     return -1;
                 }
                 if (r > 0) {
-                    save_frame *f = push_frame(p, F_OBJECT, obj);
+                    save_frame *f = push_frame(p, F_REDUCE, obj);
                     if (f == NULL) {
                         Py_XDECREF(state);
                         return -1;
                     }
-                    f->a = state;
+                    f->b = state;
+                    f->flags = RF_PLAIN;
                     f->what = W_RECON_ARGS;
                     return 1;
                 }

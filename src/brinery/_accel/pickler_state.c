@@ -149,6 +149,19 @@ global_cache_lookup(pickler_core *p, PyObject *obj, global_entry *out)
     return 1;
 }
 
+/* Is getattr(obj, name) the object `expected`? */
+static int
+attr_is(PyObject *obj, PyObject *name, PyObject *expected)
+{
+    PyObject *attr;
+    if (lookup_attr(obj, name, &attr) <= 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    Py_DECREF(attr);
+    return attr == expected;
+}
+
 void
 global_cache_store(pickler_core *p, PyObject *obj, PyObject *module_name,
                    PyObject *qualname, PyObject *path)
@@ -168,21 +181,8 @@ global_cache_store(pickler_core *p, PyObject *obj, PyObject *module_name,
             return;
         }
         /* the names must be the class's own attributes, not a fallback */
-        PyObject *attr;
-        if (lookup_attr(obj, c->s_qualname, &attr) <= 0) {
-            PyErr_Clear();
-            return;
-        }
-        Py_DECREF(attr);
-        if (attr != qualname) {
-            return;
-        }
-        if (lookup_attr(obj, c->s_module, &attr) <= 0) {
-            PyErr_Clear();
-            return;
-        }
-        Py_DECREF(attr);
-        if (attr != module_name) {
+        if (!attr_is(obj, c->s_qualname, qualname)
+            || !attr_is(obj, c->s_module, module_name)) {
             return;
         }
         version = assign_version(c, (PyTypeObject *)obj);
