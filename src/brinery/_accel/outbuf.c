@@ -3,8 +3,8 @@
 
 /* Room left after a large payload, for the opcodes that follow it. */
 #define EXACT_SLACK 256
-/* From this size on, the buffer grows by a quarter and is handed over
- * without shrinking (see outbuf_finish). */
+/* Below this size the buffer grows fourfold; from it on, by a quarter,
+ * and it is handed over without shrinking (see outbuf_finish). */
 #define LARGE_BUFFER (256 * 1024)
 
 void
@@ -31,8 +31,11 @@ outbuf_grow(outbuf *b, Py_ssize_t extra, int exact)
         return -1;
     }
     Py_ssize_t need = b->len + extra;
+    /* Fast growth while small (few reallocations, each of which may
+     * copy); slow once large, so that the result can be handed over
+     * without shrinking (see outbuf_finish). */
     Py_ssize_t cap = exact ? need + EXACT_SLACK
-                   : need + (need >= LARGE_BUFFER ? need >> 2 : need >> 1);
+                   : need + (need >= LARGE_BUFFER ? need >> 2 : need * 3);
     if (!exact && cap < 2 * OUTBUF_SMALL) {
         cap = 2 * OUTBUF_SMALL;
     }
