@@ -496,6 +496,23 @@ def test_reinit_resets_protocol_and_memo():
     assert buf.getvalue() == pickle.dumps("x", 0) + pickle.dumps("x", 2)
 
 
+class PicklesInside:
+    """An object whose reduction pickles something else meanwhile."""
+
+    def __reduce__(self):
+        inner = _accel.dumps([Plain(), "inner", {1: Outer.Inner}], 2)
+        return (bytes, (inner,))
+
+
+def test_nested_dumps_from_a_reduction():
+    obj = [PicklesInside(), "outer", PicklesInside()]
+    for protocol in PROTOCOLS:
+        assert _accel.dumps(obj, protocol) == pickle.dumps(obj, protocol)
+        buf = io.BytesIO()
+        CPickler(buf, protocol).dump(obj)
+        assert buf.getvalue() == pickle.dumps(obj, protocol)
+
+
 def test_dump_refuses_reentry():
     class Reentrant(CPickler):
         def persistent_id(self, obj):
