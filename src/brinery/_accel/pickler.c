@@ -441,7 +441,8 @@ static int
 Pickler_set_memo(PicklerObject *self, PyObject *value, void *closure)
 {
     if (value == NULL) {
-        PyErr_SetString(PyExc_TypeError, "attribute deletion is not supported");
+        PyErr_SetString(PyExc_TypeError,
+                        "attribute deletion is not supported");
         return -1;
     }
     PyObject *dict;
@@ -506,7 +507,8 @@ static int
 Pickler_set_flag(PicklerObject *self, PyObject *value, void *closure)
 {
     if (value == NULL) {
-        PyErr_SetString(PyExc_TypeError, "attribute deletion is not supported");
+        PyErr_SetString(PyExc_TypeError,
+                        "attribute deletion is not supported");
         return -1;
     }
     long v = PyLong_AsLong(value);

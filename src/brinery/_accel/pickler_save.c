@@ -2,8 +2,8 @@
  *
  * save() writes one object: atoms (None, bools, ints, floats, str, bytes,
  * memo hits) at once; a container, or an object saved through its reduce
- * value, gets a save_frame pushed on the pickler's own stack. pickler_run()
- * steps the frame on top until the stack is back where it started. A frame
+ * value, gets a save_frame pushed on the pickler's own stack. run() steps
+ * the frame on top until the stack is back where it started. A frame
  * saves its children by calling save() again: when a child pushes a frame
  * of its own, the parent records where to resume (its `phase`) and returns
  * to the loop. Nothing here recurses, so the depth of the data is bounded
@@ -12,14 +12,15 @@
  * The order of checks and every byte written follow CPython's C pickler,
  * as brinery's pure-Python pickler does; the error notes ("when serializing
  * list item 3") are the pure pickler's, added while the stack unwinds.
+ *
+ * Fast paths that write exactly what the general path would: atoms inline
+ * in save(); instances of plain classes without calling __reduce_ex__
+ * (the type cache of pickler_state.c); classes and functions by name
+ * through the global cache; and, in dump()/dumps() where nothing can
+ * observe the memo, bytes and sets below their native protocols without
+ * building the temporary objects their reductions name.
  */
 #include "pickler.h"
-
-#include <structmember.h>
-
-#ifndef Py_TPFLAGS_VALID_VERSION_TAG
-#  define Py_TPFLAGS_VALID_VERSION_TAG 0
-#endif
 
 /* Frame phases. Each frame kind numbers its own. */
 enum {
@@ -792,7 +793,8 @@ save_long(pickler_core *p, PyObject *obj)
         }
         unsigned char *data = (unsigned char *)p->out.data + p->out.len + 5;
 #if PY_VERSION_HEX >= 0x030D0000
-        if (_PyLong_AsByteArray((PyLongObject *)obj, data, nbytes, 1, 1, 1) < 0) {
+        if (_PyLong_AsByteArray((PyLongObject *)obj, data, nbytes, 1, 1,
+                                1) < 0) {
 #else
         if (_PyLong_AsByteArray((PyLongObject *)obj, data, nbytes, 1, 1) < 0) {
 #endif
