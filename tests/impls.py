@@ -30,6 +30,7 @@ def _load_accel():
     try:
         from brinery import _accel
         _accel.Pickler   # the sources directory alone imports, empty
+        _accel.Unpickler
     except (ImportError, AttributeError) as exc:
         if os.environ.get("BRINERY_REQUIRE_C", "") not in ("", "0"):
             raise RuntimeError(

@@ -57,9 +57,10 @@ def _select_implementation():
         from . import _accel
     except ImportError:
         return pure
-    if not hasattr(_accel, "Pickler"):
+    if not (hasattr(_accel, "Pickler") and hasattr(_accel, "Unpickler")):
         # src/brinery/_accel/ holds the C sources; without the built
-        # extension it imports as an empty namespace package.
+        # extension it imports as an empty namespace package. A build with
+        # only one half of the accelerator is not used either.
         return pure
     return ("c", _accel.Pickler, _accel.Unpickler, _accel.dump,
             _accel.dumps, _accel.load, _accel.loads)

@@ -57,6 +57,8 @@ typedef struct {
     /* Fields the pickler and unpickler add for themselves go below, each
      * in its own section; module.c traverses and clears them. */
     /* -- pickler section -- */
+    /* the pickler's caches and interned names (pickler_state.c) */
+    struct pickler_cache *pickler;
     /* -- unpickler section -- */
 } accel_state;
 
@@ -75,6 +77,10 @@ accel_state *accel_state_of_type(PyTypeObject *type);
  * add them to the module. Return 0, or -1 with an exception set. */
 int accel_pickler_exec(PyObject *module, accel_state *st);
 int accel_unpickler_exec(PyObject *module, accel_state *st);
+
+/* Traverse / clear what the pickler keeps in the module state. */
+int accel_pickler_traverse(accel_state *st, visitproc visit, void *arg);
+void accel_pickler_clear(accel_state *st);
 
 /* Module-level functions (their entries are in module.c's table). */
 PyObject *accel_dump(PyObject *module, PyObject *const *args,

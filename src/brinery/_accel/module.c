@@ -133,6 +133,10 @@ accel_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->Pickler_Type);
     Py_VISIT(st->Unpickler_Type);
     /* -- pickler section -- */
+    int err = accel_pickler_traverse(st, visit, arg);
+    if (err != 0) {
+        return err;
+    }
     /* -- unpickler section -- */
     return 0;
 }
@@ -163,6 +167,7 @@ accel_clear(PyObject *module)
     Py_CLEAR(st->Pickler_Type);
     Py_CLEAR(st->Unpickler_Type);
     /* -- pickler section -- */
+    accel_pickler_clear(st);
     /* -- unpickler section -- */
     return 0;
 }
