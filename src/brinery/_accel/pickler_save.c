@@ -67,11 +67,12 @@ enum {
     W_STATE,
     W_STATE_SETTER,
     W_OBJECT,          /* the object itself (state setter call) */
+    W_NEW_ARGS,        /* arguments of cls.__new__ (NEWOBJ, NEWOBJ_EX) */
 };
 
 static const char *const WHAT_TEXT[] = {
     NULL, "reconstructor", "reconstructor arguments", "class", "state",
-    "state setter", NULL,
+    "state setter", NULL, "__new__ arguments",
 };
 
 /* F_REDUCE flags */
@@ -83,8 +84,10 @@ static const char *const WHAT_TEXT[] = {
 #define RF_PLAIN 4
 /* F_APPENDS / F_SETITEMS flags */
 #define IF_LEAVE_FAST 1      /* leave fast mode for obj at the end */
+#define IF_VALUE 2           /* F_SETITEMS: a value is being saved */
 /* F_DICT flags */
 #define DF_SINGLE 1          /* a dict of one item: SETITEM */
+#define DF_VALUE 2           /* a value is being saved */
 
 #define NO_FRAME_LIMIT PY_SSIZE_T_MAX
 
@@ -607,9 +610,15 @@ frame_note(pickler_core *p, save_frame *f)
         }
         return note;
     case F_DICT:
+        if (!(f->flags & DF_VALUE)) {
+            return NULL;        /* a key failed: no note, as in CPython */
+        }
         key = f->a != NULL ? f->a : Py_None;
         return PyUnicode_FromFormat("when serializing dict item %R", key);
     case F_SETITEMS:
+        if (!(f->flags & IF_VALUE)) {
+            return NULL;
+        }
         key = f->b != NULL ? PyTuple_GET_ITEM(f->b, 0) : Py_None;
         label = type_label(p, f->obj);
         if (label != NULL) {
@@ -1347,7 +1356,7 @@ step_reduce(pickler_core *p, save_frame *f)
 
     case R_NEWOBJ_EX_ARGS:
     newobj_ex_args:
-        f->what = W_RECON_ARGS;
+        f->what = W_NEW_ARGS;
         SAVE_CHILD(PyTuple_GET_ITEM(args, 1), R_NEWOBJ_EX_KW, 0);
         /* fall through */
     case R_NEWOBJ_EX_KW:
@@ -1370,7 +1379,7 @@ step_reduce(pickler_core *p, save_frame *f)
 
     case R_NEWOBJ_ARGS:
     newobj_args:
-        f->what = W_RECON_ARGS;
+        f->what = W_NEW_ARGS;
         if (f->flags & RF_PLAIN) {
             SAVE_CHILD(p->cache->empty_tuple, R_NEWOBJ_DONE, 0);
         }
@@ -1627,9 +1636,13 @@ step_dict(pickler_core *p, save_frame *f)
         SAVE_CHILD(key, PH_KEY_DONE, 0);
         /* fall through */
     case PH_KEY_DONE:
+        /* Only an error in a value gets the "dict item" note, as in
+         * CPython; DF_VALUE tells the two apart. */
+        f->flags |= DF_VALUE;
         SAVE_CHILD(f->b, PH_VALUE_DONE, 0);
         /* fall through */
     case PH_VALUE_DONE:
+        f->flags &= (uint8_t)~DF_VALUE;
         if (f->flags & DF_SINGLE) {
             if (w1(p, (char)OP_SETITEM) < 0) {
                 return -1;
@@ -1815,9 +1828,11 @@ step_setitems(pickler_core *p, save_frame *f)
             SAVE_CHILD(PyTuple_GET_ITEM(pair, 0), PH_KEY_DONE, 0);
             /* fall through */
         case PH_KEY_DONE:
+            f->flags |= IF_VALUE;
             SAVE_CHILD(PyTuple_GET_ITEM(f->b, 1), PH_VALUE_DONE, 0);
             /* fall through */
         case PH_VALUE_DONE:
+            f->flags &= (uint8_t)~IF_VALUE;
             if (w1(p, (char)OP_SETITEM) < 0) {
                 return -1;
             }
@@ -1855,9 +1870,11 @@ step_setitems(pickler_core *p, save_frame *f)
         goto save_key;
     case PH_SINGLE:
     single_value:
+        f->flags |= IF_VALUE;
         SAVE_CHILD(PyTuple_GET_ITEM(f->b, 1), PH_SINGLE_DONE, 0);
         /* fall through */
     case PH_SINGLE_DONE:
+        f->flags &= (uint8_t)~IF_VALUE;
         if (w1(p, (char)OP_SETITEM) < 0) {
             return -1;
         }
@@ -1868,9 +1885,11 @@ step_setitems(pickler_core *p, save_frame *f)
         SAVE_CHILD(PyTuple_GET_ITEM(f->b, 0), PH_KEY_DONE, 0);
         /* fall through */
     case PH_KEY_DONE:
+        f->flags |= IF_VALUE;
         SAVE_CHILD(PyTuple_GET_ITEM(f->b, 1), PH_VALUE_DONE, 0);
         /* fall through */
     case PH_VALUE_DONE:
+        f->flags &= (uint8_t)~IF_VALUE;
         if (++f->count != BATCHSIZE) {
             if (f->c == NULL) {
                 r = next_item(iter, &pair);
