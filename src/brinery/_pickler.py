@@ -552,8 +552,10 @@ class Pickler:
         if isinstance(rv, str):
             return self._save_global(obj, rv)
         if not isinstance(rv, tuple):
-            raise PicklingError("__reduce__ must return a string or tuple")
-        return self._save_reduce_value(rv, obj)
+            exc = PicklingError("__reduce__ must return a string or tuple")
+            _add_note(exc, f"when serializing {_type_label(obj)} object")
+            raise exc
+        return self._save_reduce_value(rv, obj, True)
 
     # Atoms: written at once, never memoized, never a task.
 
@@ -1183,7 +1185,7 @@ class Pickler:
 
     # The reduce protocol.
 
-    def _save_reduce_value(self, rv, obj):
+    def _save_reduce_value(self, rv, obj, note_object=False):
         """Save obj from its reduce value rv (callable, args, ...)."""
         if self._save_reduce_hook is not None:
             if not isinstance(rv, tuple):
@@ -1191,49 +1193,49 @@ class Pickler:
                     "__reduce__ must return a string or tuple")
             self._save_reduce_hook(*rv, obj=obj)
             return None
-        return self._start_task(self._task_reduce(rv, obj))
+        return self._start_task(self._task_reduce(rv, obj, note_object))
 
-    def _task_reduce(self, rv, obj):
-        n = len(rv)
-        if not 2 <= n <= 6:
-            raise PicklingError(
-                "tuple returned by __reduce__ must contain 2 through 6 "
-                "elements")
-        func, args, state, listitems, dictitems, state_setter = \
-            rv + (None,) * (6 - n)
-        if not callable(func):
-            raise PicklingError(
-                "first item of the tuple returned by __reduce__ must be "
-                "callable")
-        if not isinstance(args, tuple):
-            raise PicklingError(
-                "second item of the tuple returned by __reduce__ must be a "
-                "tuple")
-        if listitems is not None and not hasattr(type(listitems),
-                                                 "__next__"):
-            raise PicklingError(
-                "fourth element of the tuple returned by __reduce__ must be "
-                f"an iterator, not {_tp_name(type(listitems))}")
-        if dictitems is not None and not hasattr(type(dictitems),
-                                                 "__next__"):
-            raise PicklingError(
-                "fifth element of the tuple returned by __reduce__ must be "
-                f"an iterator, not {_tp_name(type(dictitems))}")
-        if state_setter is not None and not callable(state_setter):
-            raise PicklingError(
-                "sixth element of the tuple returned by __reduce__ must be "
-                f"a function, not {_tp_name(type(state_setter))}")
-
-        use_newobj = use_newobj_ex = False
-        if self.proto >= 2:
-            name = getattr(func, "__name__", None)
-            if isinstance(name, str):
-                use_newobj_ex = name == "__newobj_ex__"
-                use_newobj = not use_newobj_ex and name == "__newobj__"
-
+    def _task_reduce(self, rv, obj, note_object=False):
         step = self._step
-        what = "reconstructor arguments"
+        what = None
         try:
+            n = len(rv)
+            if not 2 <= n <= 6:
+                raise PicklingError(
+                    "tuple returned by __reduce__ must contain 2 through 6 "
+                    "elements")
+            func, args, state, listitems, dictitems, state_setter = \
+                rv + (None,) * (6 - n)
+            if not callable(func):
+                raise PicklingError(
+                    "first item of the tuple returned by __reduce__ must be "
+                    "callable")
+            if not isinstance(args, tuple):
+                raise PicklingError(
+                    "second item of the tuple returned by __reduce__ must be "
+                    "a tuple")
+            if listitems is not None and not hasattr(type(listitems),
+                                                     "__next__"):
+                raise PicklingError(
+                    "fourth element of the tuple returned by __reduce__ must "
+                    f"be an iterator, not {_tp_name(type(listitems))}")
+            if dictitems is not None and not hasattr(type(dictitems),
+                                                     "__next__"):
+                raise PicklingError(
+                    "fifth element of the tuple returned by __reduce__ must "
+                    f"be an iterator, not {_tp_name(type(dictitems))}")
+            if state_setter is not None and not callable(state_setter):
+                raise PicklingError(
+                    "sixth element of the tuple returned by __reduce__ must "
+                    f"be a function, not {_tp_name(type(state_setter))}")
+
+            use_newobj = use_newobj_ex = False
+            if self.proto >= 2:
+                name = getattr(func, "__name__", None)
+                if isinstance(name, str):
+                    use_newobj_ex = name == "__newobj_ex__"
+                    use_newobj = not use_newobj_ex and name == "__newobj__"
+
             if obj is not None:
                 self._enter_fast(obj)
             if use_newobj_ex:
@@ -1353,7 +1355,11 @@ class Pickler:
                 label = _type_label(obj)
                 if what is not None and what != "object":
                     _add_note(exc, f"when serializing {label} {what}")
-                _add_note(exc, f"when serializing {label} object")
+                # As in CPython, only a reduce value from __reduce_ex__,
+                # a dispatch table or reducer_override gets this note; not
+                # the ones the pickler makes itself (sets below protocol 4).
+                if note_object:
+                    _add_note(exc, f"when serializing {label} object")
             raise
         if obj is not None:
             self._leave_fast(obj)
