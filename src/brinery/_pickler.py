@@ -261,7 +261,9 @@ class Pickler:
     def save_reduce(self, func, args, state=None, listitems=None,
                     dictitems=None, state_setter=None, *, obj=None):
         rv = (func, args, state, listitems, dictitems, state_setter)
-        self._run(self._save_reduce_value(rv, obj))
+        # Not through _save_reduce_value: when a subclass overrides this
+        # method and calls it back, that would call the override again.
+        self._run(self._task_reduce(rv, obj))
 
     def save_global(self, obj, name=None):
         self._run(self._save_global_base(obj, name))
