@@ -527,10 +527,10 @@ class Unpickler:
 
         Raises the truncation error when the input ends first.
         """
+        if self._base + pos > _SSIZE_MAX - n:
+            raise UnpicklingError("read would overflow (invalid bytecode)")
         if self._file is None:
             raise _truncated()
-        if pos > _SSIZE_MAX - n:
-            raise UnpicklingError("read would overflow (invalid bytecode)")
         data = self._data
         rest = data[pos:self._end]
         want = n - len(rest)
@@ -772,7 +772,7 @@ class Unpickler:
         else:
             n = _unpack_uint8(data, pos)[0]
             if n > _SSIZE_MAX:
-                raise UnpicklingError(
+                raise OverflowError(
                     f"{label} exceeds system's maximum size of {_SSIZE_MAX} "
                     f"bytes")
         pos += size_bytes
