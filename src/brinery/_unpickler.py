@@ -116,6 +116,12 @@ def _c_string(line):
     return line if nul < 0 else line[:nul]
 
 
+def _c_text(s):
+    """s as C's "%.200s" puts it in a message: 200 bytes, decoded as
+    UTF-8 with replacement (the newline that ends a line included)."""
+    return s[:200].decode("utf-8", "replace")
+
+
 def parse_int_line(line):
     """The value of INT's argument line (newline included)."""
     if len(line) < 2:
@@ -153,12 +159,12 @@ def parse_float_line(line):
     match = _FLOAT_PREFIX.match(s)
     if match is None:
         raise ValueError(
-            f"could not convert string to float: {s.decode('latin-1')!r}")
+            f"could not convert string to float: '{_c_text(s)}'")
     text = match.group()
     value = float(text)
     if value in (float("inf"), float("-inf")) and b"n" not in text.lower():
         raise OverflowError(
-            f"value too large to convert to float: {s.decode('latin-1')}")
+            f"value too large to convert to float: '{_c_text(s)}'")
     if s[match.end():match.end() + 1] not in (b"\n", b""):
         raise ValueError("could not convert string to float")
     return value
