@@ -107,11 +107,17 @@ def opcode_cases():
                 data = PROTO5 + prefix + bytes([byte]) + argument + b"."
                 cases.append((f"{op.name}-p{p}-a{a}", data))
                 if p == 1:
-                    # Protocol 0 (no PROTO) and a cut after the argument.
+                    # Protocol 0 (no PROTO).
                     cases.append((f"{op.name}-p{p}-a{a}-proto0",
                                   prefix + bytes([byte]) + argument + b"."))
+                if p in (0, 1, 4):
+                    # Input that ends in or right after the argument.
                     cases.append((f"{op.name}-p{p}-a{a}-cut",
                                   PROTO5 + prefix + bytes([byte]) + argument))
+                    if argument:
+                        cases.append((f"{op.name}-p{p}-a{a}-cut1",
+                                      PROTO5 + prefix + bytes([byte])
+                                      + argument[:-1]))
     return cases
 
 
@@ -217,6 +223,17 @@ def named_cases():
         ("int-nul", b"I12\x0034\n."),
         ("long-text", b"Labc\n."),
         ("long-empty", b"L\n."),
+        ("long-hex-junk", b"L0x1fz\n."),
+        ("long-binary-junk", b"L-0b2\n."),
+        ("long-octal-junk", b"L 0o9L\n."),
+        ("long-old-octal", b"L012\n."),
+        ("long-not-utf8", b"L\xff\n."),
+        ("long-long-junk", b"L" + b"9" * 250 + b"x\n."),
+        ("long-nul", b"L12\x00x\n."),
+        ("get-not-utf8", b"g\xff\n."),
+        ("get-hex", b"N\x94g0x0\n."),
+        ("put-huge", b"Np99999999999999999999\n."),
+        ("put-truncated-empty-stack", b"p\n."),
         ("float-text", b"Fabc\n."),
         ("float-empty", b"F\n."),
         ("float-overflow", b"F1e400\n."),

@@ -143,7 +143,32 @@ def parse_long_line(line):
     if len(line) < 2:
         raise _truncated()
     s = line[:-2] if line[-2:-1] == b"L" else line
-    return int(_c_string(s), 0)
+    return _c_int(_c_string(s), 0)
+
+
+def _c_int(s, base):
+    """int(s, base) with the error C's PyLong_FromString(s, NULL, base)
+    raises: the base it settled on and the text's repr (200 bytes at most,
+    strict UTF-8)."""
+    try:
+        return int(s, base)
+    except ValueError:
+        pass
+    text = s[:200].decode("utf-8")
+    if base == 0:
+        digits = s.lstrip(b" \t\n\r\v\f")
+        if digits[:1] in (b"+", b"-"):
+            digits = digits[1:]
+        if digits[:1] != b"0":
+            base = 10
+        elif digits[1:2] in (b"x", b"X"):
+            base = 16
+        elif digits[1:2] in (b"o", b"O"):
+            base = 8
+        elif digits[1:2] in (b"b", b"B"):
+            base = 2
+    raise ValueError(
+        f"invalid literal for int() with base {base}: {repr(text)[:200]}")
 
 
 _FLOAT_PREFIX = re.compile(
@@ -174,7 +199,7 @@ def parse_memo_index(line):
     """A GET/PUT argument line: a base-10 memo index."""
     if len(line) < 2:
         raise _truncated()
-    return int(_c_string(line), 10)
+    return _c_int(_c_string(line), 10)
 
 
 def decode_string_line(line):
@@ -1048,8 +1073,13 @@ class Unpickler:
 
     def load_put(self, pos):
         line, pos = self._readline(pos)
+        if len(line) < 2:
+            raise _truncated()
         top = self._top()
         idx = parse_memo_index(line)
+        if idx > _SSIZE_MAX:
+            raise OverflowError(
+                "Python int too large to convert to C ssize_t")
         if idx < 0:
             raise ValueError("negative PUT argument")
         self.memo[idx] = top
