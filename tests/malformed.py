@@ -260,6 +260,13 @@ def named_cases():
         ("newobj-not-type", b"\x80\x02K\x01)\x81."),
         ("newobj-args-not-tuple", b"\x80\x02cbuiltins\nobject\nN\x81."),
         ("newobj-ex-not-type", b"\x80\x04K\x01)}\x92."),
+        ("newobj-no-new", b"\x80\x02ctypes\nFrameType\n)\x81."),
+        ("newobj-ex-no-new", b"\x80\x04ctypes\nFrameType\n)}\x92."),
+        ("newobj-ex-no-new-bad-args", b"\x80\x04ctypes\nFrameType\nNN\x92."),
+        ("newobj-static-type-name",
+         b"\x80\x02ccollections\nOrderedDict\nccollections\nOrderedDict\n"
+         b"\x81."),
+        ("newobj-both-wrong", b"\x80\x02NN\x81."),
         ("newobj-ex-args-not-tuple",
          b"\x80\x04cbuiltins\nobject\nN}\x92."),
         ("newobj-ex-kwargs-not-dict",

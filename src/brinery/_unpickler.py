@@ -33,6 +33,7 @@ from struct import Struct
 import _compat_pickle
 
 from ._errors import UnpicklingError
+from ._pickler import _tp_name
 from ._opcodes import HIGHEST_PROTOCOL, OPCODE_BY_BYTE, OPCODES
 
 __all__ = ["Unpickler", "load", "loads", "decode_long"]
@@ -1202,12 +1203,8 @@ class Unpickler:
         if len(stack) < 2:
             raise self._stack_error()
         args = stack.pop()
-        if not isinstance(args, tuple):
-            raise UnpicklingError("NEWOBJ expected an arg tuple.")
         cls = stack.pop()
-        if not isinstance(cls, type):
-            raise UnpicklingError(
-                "NEWOBJ class argument isn't a type object")
+        _check_newobj("NEWOBJ", cls, args, {})
         stack.append(cls.__new__(cls, *args))
         return pos
 
@@ -1218,18 +1215,7 @@ class Unpickler:
         kwargs = stack.pop()
         args = stack.pop()
         cls = stack.pop()
-        if not isinstance(cls, type):
-            raise UnpicklingError(
-                f"NEWOBJ_EX class argument must be a type, not "
-                f"{type(cls).__name__}")
-        if not isinstance(args, tuple):
-            raise UnpicklingError(
-                f"NEWOBJ_EX args argument must be a tuple, not "
-                f"{type(args).__name__}")
-        if not isinstance(kwargs, dict):
-            raise UnpicklingError(
-                f"NEWOBJ_EX kwargs argument must be a dict, not "
-                f"{type(kwargs).__name__}")
+        _check_newobj("NEWOBJ_EX", cls, args, kwargs)
         stack.append(cls.__new__(cls, *args, **kwargs))
         return pos
 
@@ -1263,6 +1249,30 @@ class Unpickler:
             return pos
         _default_setstate(inst, state)
         return pos
+
+
+# Py_TPFLAGS_DISALLOW_INSTANTIATION: a type without tp_new.
+_NO_NEW = 1 << 7
+
+
+def _check_newobj(op, cls, args, kwargs):
+    """NEWOBJ(_EX)'s checks, in C's order and words."""
+    if not isinstance(cls, type):
+        raise UnpicklingError(
+            f"{op} class argument must be a type, not {_tp_name(type(cls))}")
+    if cls.__flags__ & _NO_NEW:
+        # (C names the metaclass here, not the class.)
+        raise UnpicklingError(
+            f"{op} class argument '{_tp_name(type(cls))}' doesn't have "
+            f"__new__")
+    if not isinstance(args, tuple):
+        raise UnpicklingError(
+            f"{op} args argument must be a tuple, not "
+            f"{_tp_name(type(args))}")
+    if not isinstance(kwargs, dict):
+        raise UnpicklingError(
+            f"{op} kwargs argument must be a dict, not "
+            f"{_tp_name(type(kwargs))}")
 
 
 def _default_setstate(inst, state):
