@@ -223,6 +223,11 @@ def decode_name_line(line, encoding="utf-8"):
     return str(line[:-1], encoding, "strict")
 
 
+# How CPython words a '<locals>' name in find_class.
+_LOCAL_ATTRIBUTE = ("Can't get local attribute" if sys.version_info >= (3, 13)
+                    else "Can't pickle local attribute")
+
+
 def getattribute(obj, name, allow_qualname):
     """Resolve name (a dotted qualname when allowed) on obj."""
     if not allow_qualname:
@@ -231,16 +236,18 @@ def getattribute(obj, name, allow_qualname):
         except AttributeError:
             raise AttributeError(
                 f"Can't get attribute {name!r} on {obj!r}") from None
-    for part in name.split("."):
-        if part == "<locals>":
-            raise AttributeError(
-                f"Can't get local attribute {name!r} on {obj!r}")
+    parts = name.split(".")
+    if "<locals>" in parts:
+        raise AttributeError(f"{_LOCAL_ATTRIBUTE} {name!r} on {obj!r}")
+    found = obj
+    for part in parts:
         try:
-            obj = getattr(obj, part)
+            found = getattr(found, part)
         except AttributeError:
+            # C names the whole path and the module it started from.
             raise AttributeError(
                 f"Can't get attribute {name!r} on {obj!r}") from None
-    return obj
+    return found
 
 
 class _Stop(Exception):
