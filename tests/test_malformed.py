@@ -122,19 +122,11 @@ def _report(problems):
         for name, data, problem in problems[:40])
 
 
-# Being fixed, one commit each.
-_NOT_YET = set()  # (emptied; removed in the next commit)
-_NOT_YET_OPCODES = {"BINBYTES",
-                    "SHORT_BINBYTES", "BYTEARRAY8", "BINBYTES8"}
-
-
 @pytest.mark.parametrize("source", LOADERS)
 def test_every_opcode_in_bad_contexts(impl, source):
     load = LOADERS[source]
     problems = []
     for name, data in OPCODE_CASES:
-        if name.split("-")[0] in _NOT_YET_OPCODES:
-            continue
         problem = _compare(impl, load, data)
         if problem:
             problems.append((name, data, problem))
@@ -144,8 +136,6 @@ def test_every_opcode_in_bad_contexts(impl, source):
 @pytest.mark.parametrize("source", LOADERS)
 @pytest.mark.parametrize("name", NAMED_CASES)
 def test_named_fault(impl, name, source):
-    if name in _NOT_YET:
-        pytest.xfail("not fixed yet")
     data = NAMED_CASES[name]
     problem = _compare(impl, LOADERS[source], data)
     assert problem is None, problem

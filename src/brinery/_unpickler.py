@@ -848,23 +848,32 @@ class Unpickler:
         self.stack.append(decode_unicode_line(line))
         return pos
 
+    def _counted_bytes(self, pos, size_bytes, label):
+        """_counted for bytes and bytearray payloads, which CPython reads
+        differently: from memory, even an empty payload must not start at
+        the very end of the input ('pickle data was truncated')."""
+        data, start, end = self._counted(pos, size_bytes, label)
+        if start == self._end and self._file is None:
+            raise _truncated()
+        return data, start, end
+
     def load_short_binbytes(self, pos):
-        data, pos, end = self._counted(pos, 1, "SHORT_BINBYTES")
+        data, pos, end = self._counted_bytes(pos, 1, "SHORT_BINBYTES")
         self.stack.append(data[pos:end])
         return end
 
     def load_binbytes(self, pos):
-        data, pos, end = self._counted(pos, 4, "BINBYTES")
+        data, pos, end = self._counted_bytes(pos, 4, "BINBYTES")
         self.stack.append(data[pos:end])
         return end
 
     def load_binbytes8(self, pos):
-        data, pos, end = self._counted(pos, 8, "BINBYTES")
+        data, pos, end = self._counted_bytes(pos, 8, "BINBYTES")
         self.stack.append(data[pos:end])
         return end
 
     def load_bytearray8(self, pos):
-        data, pos, end = self._counted(pos, 8, "BYTEARRAY8")
+        data, pos, end = self._counted_bytes(pos, 8, "BYTEARRAY8")
         if end - pos >= _LARGE_READ:
             self.stack.append(bytearray(memoryview(data)[pos:end]))
         else:
