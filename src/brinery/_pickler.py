@@ -153,14 +153,14 @@ def _add_note(exc, text):
 class Pickler:
     """Write pickles of objects to a binary file.
 
-    ``Pickler(file, protocol=None, *, fix_imports=True,
+    ``Pickler(file, protocol=None, fix_imports=True,
     buffer_callback=None)``; see `pickle.Pickler`.
     """
 
     # type -> synchronous save function(self, obj); filled in below.
     dispatch = {}
 
-    def __init__(self, file, protocol=None, *, fix_imports=True,
+    def __init__(self, file, protocol=None, fix_imports=True,
                  buffer_callback=None):
         if protocol is None:
             protocol = DEFAULT_PROTOCOL

@@ -250,6 +250,18 @@ def getattribute(obj, name, allow_qualname):
     return found
 
 
+class _NoBuffers(tuple):
+    """The default of ``buffers``: shown as ``()`` in the signature, as
+    CPython's is, but told apart from an explicit ``()``, which (unlike
+    the default) makes NEXT_BUFFER fail with 'not enough out-of-band
+    buffers'."""
+
+    __slots__ = ()
+
+
+_NO_BUFFERS = _NoBuffers()
+
+
 class _Stop(Exception):
     pass
 
@@ -258,11 +270,11 @@ class Unpickler:
     """Read objects back from a pickle data stream.
 
     ``Unpickler(file, *, fix_imports=True, encoding="ASCII",
-    errors="strict", buffers=None)``; see `pickle.Unpickler`.
+    errors="strict", buffers=())``; see `pickle.Unpickler`.
     """
 
     def __init__(self, file, *, fix_imports=True, encoding="ASCII",
-                 errors="strict", buffers=None):
+                 errors="strict", buffers=_NO_BUFFERS):
         # Looked up in CPython's order; only AttributeError means "absent".
         getattr(file, "peek", None)
         getattr(file, "readinto", None)
@@ -283,7 +295,8 @@ class Unpickler:
         if not isinstance(errors, str):
             raise TypeError(
                 f"argument 'errors' must be str, not {type(errors).__name__}")
-        self._buffers = iter(buffers) if buffers is not None else None
+        self._buffers = None if buffers is None or buffers is _NO_BUFFERS \
+            else iter(buffers)
         self.memo = {}
         self.encoding = encoding
         self.errors = errors
@@ -1359,14 +1372,14 @@ _DISPATCH = _build_dispatch()
 
 
 def load(file, *, fix_imports=True, encoding="ASCII", errors="strict",
-         buffers=None):
+         buffers=_NO_BUFFERS):
     """Read and return one object from the pickle in the open file."""
     return Unpickler(file, fix_imports=fix_imports, encoding=encoding,
                      errors=errors, buffers=buffers).load()
 
 
 def loads(data, /, *, fix_imports=True, encoding="ASCII", errors="strict",
-          buffers=None):
+          buffers=_NO_BUFFERS):
     """Read and return one object from the pickle data (bytes-like)."""
     if isinstance(data, str):
         raise TypeError("Can't load pickle from unicode string")
