@@ -129,7 +129,6 @@ def test_negative_protocol_is_the_highest(impl, proto):
     assert impl.dumps(obj, proto) == impl.dumps(obj, pickle.HIGHEST_PROTOCOL)
 
 
-@pytest.mark.xfail(reason="being fixed")  # NOT-YET
 @pytest.mark.parametrize("proto", [None, 0, 5, 6, 100, 2**70, 2.0, "2",
                                    True, -2**70])
 def test_protocol_argument_checked_as_pickle_checks_it(impl, proto):

@@ -30,7 +30,7 @@ import sys
 from copyreg import _extension_registry
 from functools import partial
 from itertools import islice
-from operator import length_hint
+from operator import index, length_hint
 from struct import Struct
 from types import FunctionType
 
@@ -164,8 +164,10 @@ class Pickler:
                  buffer_callback=None):
         if protocol is None:
             protocol = DEFAULT_PROTOCOL
-        protocol = protocol.__index__() if not isinstance(protocol, int) \
-            else int(protocol)
+        protocol = index(protocol)   # TypeError for non-integers, as C
+        if not -sys.maxsize - 1 <= protocol <= sys.maxsize:
+            # CPython reads it into a C long.
+            raise OverflowError("Python int too large to convert to C long")
         if protocol < 0:
             protocol = HIGHEST_PROTOCOL
         elif protocol > HIGHEST_PROTOCOL:
