@@ -708,8 +708,14 @@ class Pickler:
         if self.proto < 5:
             raise PicklingError(
                 "PickleBuffer can only pickled with protocol >= 5")
-        with obj.raw() as view:
-            # raw() refuses non-contiguous buffers with BufferError.
+        try:
+            raw = obj.raw()
+        except BufferError:
+            # raw() refuses non-contiguous buffers.
+            raise PicklingError(
+                "PickleBuffer can not be pickled when pointing to a "
+                "non-contiguous buffer") from None
+        with raw as view:
             readonly = view.readonly
         in_band = True
         if self._buffer_callback is not None:
