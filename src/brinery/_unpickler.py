@@ -317,7 +317,14 @@ class Unpickler:
         self._seekable = False
         self._init_common(fix_imports, encoding, errors, buffers)
         if type(data) is not bytes:
-            data = bytes(memoryview(data).cast("B"))
+            view = memoryview(data)
+            if not view.c_contiguous:
+                # CPython asks the exporter for a contiguous buffer, and
+                # most refuse: raise what the exporter raises then.
+                io.BytesIO().write(data)
+                data = view.tobytes()
+            else:
+                data = bytes(view.cast("B"))
         self._data = data
         self._end = len(data)
         return self
