@@ -48,7 +48,6 @@ def test_constants():
     assert brinery.PickleBuffer is pickle.PickleBuffer
 
 
-@pytest.mark.xfail(reason="being fixed")  # NOT-YET
 def test_star_import_gives_pickles_public_names():
     namespace = {}
     exec("from brinery import *", namespace)
