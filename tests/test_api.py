@@ -187,7 +187,11 @@ def test_bad_arguments_fail_as_in_pickle(impl, case):
     expected = outcome(calls[case], pickle)
     actual = outcome(calls[case], impl)
     assert expected.error is not None
-    assert_same_outcome(expected, actual, messages=False)
+    # Argument parsing errors are worded by the interpreter (C functions
+    # and Python functions say it differently); the others are compared.
+    assert_same_outcome(expected, actual, messages=case not in (
+        "encoding-not-str", "errors-not-str", "dumps-unknown-keyword",
+        "loads-positional-keyword"))
 
 
 def test_init_not_called(impl):

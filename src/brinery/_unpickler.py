@@ -317,7 +317,12 @@ class Unpickler:
         self._seekable = False
         self._init_common(fix_imports, encoding, errors, buffers)
         if type(data) is not bytes:
-            view = memoryview(data)
+            try:
+                view = memoryview(data)
+            except TypeError:
+                raise TypeError(
+                    f"a bytes-like object is required, not "
+                    f"'{type(data).__name__}'") from None
             if not view.c_contiguous:
                 # CPython asks the exporter for a contiguous buffer, and
                 # most refuse: raise what the exporter raises then.
@@ -1389,6 +1394,6 @@ def loads(data, /, *, fix_imports=True, encoding="ASCII", errors="strict",
           buffers=_NO_BUFFERS):
     """Read and return one object from the pickle data (bytes-like)."""
     if isinstance(data, str):
-        raise TypeError("Can't load pickle from unicode string")
+        raise TypeError("a bytes-like object is required, not 'str'")
     return Unpickler._for_bytes(data, fix_imports, encoding, errors,
                                 buffers).load()
