@@ -253,3 +253,66 @@ def test_fast_mode_does_not_memoize_shared_objects(impl):
     shared = [1]
     result = impl.loads(_fast_dumps(impl, [shared, shared], 2))
     assert result == [[1], [1]] and result[0] is not result[1]
+
+
+# ------------------------------------------------- endless reductions
+
+class ReducesToItself:
+    """__reduce__ gives arguments that hold the object itself: every save
+    starts over (the object is memoized only after its arguments)."""
+
+    def __init__(self, args=()):
+        self.args = args
+
+    def __reduce__(self):
+        return (ReducesToItself, self.args)
+
+
+def _self_reducing():
+    obj = ReducesToItself()
+    obj.args = ("s", obj)
+    return obj
+
+
+def _self_reducing_through_a_set():
+    s = set()
+    s.add(ReducesToItself((s,)))
+    return s
+
+
+@pytest.mark.parametrize("make", [_self_reducing,
+                                  _self_reducing_through_a_set])
+@pytest.mark.parametrize("proto", [0, 2, 3])
+def test_endless_reduction_raises_recursion_error(impl, make, proto):
+    # The standard library runs out of recursion; brinery, which has no
+    # recursion limit, must not run out of memory instead.
+    obj = make()
+    with pytest.raises(RecursionError):
+        pickle.dumps(obj, proto)
+    with pytest.raises(RecursionError) as info:
+        impl.dumps(obj, proto)
+    assert "while pickling an object" in str(info.value)
+
+
+@pytest.mark.parametrize("proto", [0, 2, 5])
+def test_reduction_reached_again_through_a_list_is_not_endless(impl, proto):
+    # Saved twice from the start (the list memoized in between stops it),
+    # as the standard library does: same bytes, and it loads.
+    inner = []
+    obj = ReducesToItself((inner,))
+    inner.append(obj)
+    data = impl.dumps(obj, proto)
+    assert data == pickle.dumps(obj, proto)
+    back = impl.loads(data)
+    assert back.args[0] is back       # ReducesToItself(inner)
+
+
+def test_reductions_open_many_times_are_refused_only_past_the_bound(impl):
+    # A tuple of k lists that each hold the object opens it k + 1 times
+    # at once; the bound (1000 open saves of one object) is far above
+    # what the standard library's recursion allows.
+    obj = ReducesToItself()
+    lists = tuple([obj] for _ in range(200))
+    obj.args = (lists,)
+    back = impl.loads(impl.dumps(obj, 2))
+    assert all(item[0] is back for item in back.args)   # (lists)

@@ -160,6 +160,8 @@ CASES = {
         lambda: BadReduce((catalogue.rebuild, (), None, None,
                            iter([("a", 1), 5]))),
         ["when serializing test_notes.BadReduce object"]),
+    "reduce-not-tuple": (lambda: BadReduce([catalogue.rebuild, ()]),
+                         ["when serializing test_notes.BadReduce object"]),
     "reduce-too-short": (lambda: BadReduce((catalogue.rebuild,)),
                          ["when serializing test_notes.BadReduce object"]),
     "reduce-not-callable": (lambda: BadReduce((1, ())),
@@ -222,9 +224,6 @@ CASES = {
             "when serializing catalogue.NewArgsEx object"]),
 }
 
-_NOT_YET = {"frozenset", "reduce-args-not-tuple", "reduce-not-callable",
-            "reduce-too-short", "set"}
-
 # Objects the standard library refuses below protocol 2 for other reasons.
 _NEEDS_PROTOCOL_2 = {"slots-state", "newargs", "newargs-ex",
                      "newargs-ex-kwargs"}
@@ -248,8 +247,6 @@ def test_notes(impl, name, proto):
     factory, notes = CASES[name]
     if proto < 2 and name in _NEEDS_PROTOCOL_2:
         pytest.skip("refused below protocol 2")
-    if name in _NOT_YET:
-        pytest.xfail("not fixed yet")
     if callable(notes):
         notes = notes(proto)
     expected = _raise_from(pickle.dumps, factory(), proto)

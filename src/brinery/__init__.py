@@ -73,5 +73,5 @@ __all__ = [
     "PickleError", "PicklingError", "UnpicklingError", "Pickler",
     "Unpickler", "dump", "dumps", "load", "loads", "PickleBuffer",
     "DEFAULT_PROTOCOL", "HIGHEST_PROTOCOL", "UnsafePickleError",
-    "PickleLimitError", "IMPLEMENTATION",
+    "PickleLimitError", "IMPLEMENTATION", "TRUE", "FALSE",
 ] + [op.name for op in _opcodes.OPCODES]

@@ -30,7 +30,7 @@ import sys
 from copyreg import _extension_registry
 from functools import partial
 from itertools import islice
-from operator import index as _index, length_hint
+from operator import index, length_hint
 from struct import Struct
 from types import FunctionType
 
@@ -172,10 +172,14 @@ class Pickler:
         self.fast = 0
 
     def _configure(self, protocol, fix_imports, buffer_callback):
+        self._unmemoized = {}
+        self._open_reduces = 0
         if protocol is None:
             protocol = DEFAULT_PROTOCOL
-        elif type(protocol) is not int:
-            protocol = _index(protocol)
+        protocol = index(protocol)   # TypeError for non-integers, as C
+        if not -sys.maxsize - 1 <= protocol <= sys.maxsize:
+            # CPython reads it into a C long.
+            raise OverflowError("Python int too large to convert to C long")
         if protocol < 0:
             protocol = HIGHEST_PROTOCOL
         elif protocol > HIGHEST_PROTOCOL:
@@ -280,7 +284,9 @@ class Pickler:
     def save_reduce(self, func, args, state=None, listitems=None,
                     dictitems=None, state_setter=None, *, obj=None):
         rv = (func, args, state, listitems, dictitems, state_setter)
-        self._run(self._save_reduce_value(rv, obj))
+        # Not through _save_reduce_value: when a subclass overrides this
+        # method and calls it back, that would call the override again.
+        self._run(self._task_reduce(rv, obj))
 
     def save_global(self, obj, name=None):
         self._run(self._save_global_base(obj, name))
@@ -558,8 +564,10 @@ class Pickler:
         if isinstance(rv, str):
             return self._save_global(obj, rv)
         if not isinstance(rv, tuple):
-            raise PicklingError("__reduce__ must return a string or tuple")
-        return self._save_reduce_value(rv, obj)
+            exc = PicklingError("__reduce__ must return a string or tuple")
+            _add_note(exc, f"when serializing {_type_label(obj)} object")
+            raise exc
+        return self._save_reduce_value(rv, obj, True)
 
     # Atoms: written at once, never memoized, never a task.
 
@@ -783,6 +791,32 @@ class Pickler:
             _add_note(exc, f"when serializing tuple item {i}")
             raise
         self._end_tuple(obj, n, short)
+
+    # An object saved from its reduce value is memoized only after its
+    # arguments. Reached again while being saved, it is saved again from
+    # the start: legitimate data does that a few times (arguments holding
+    # lists that hold the object), a reduce value containing its own
+    # object does it forever (every endless loop goes through one: lists,
+    # dicts and sets are memoized first, tuples cannot hold themselves).
+    # CPython runs out of recursion there; without a recursion limit this
+    # pickler would run out of memory, so an object open more than
+    # _MAX_REENTRY times at once raises the same RecursionError. Counted
+    # only while more than _GUARD_REDUCES reduced objects are open, the
+    # same rule as in the C pickler, so both fail at the same place.
+
+    def _enter_unmemoized(self, obj):
+        key = id(obj)
+        count = self._unmemoized.get(key, 0)
+        if count >= _MAX_REENTRY:
+            raise RecursionError(
+                "maximum recursion depth exceeded while pickling an object")
+        self._unmemoized[key] = count + 1
+        return key
+
+    def _leave_unmemoized(self, key):
+        count = self._unmemoized.pop(key)
+        if count > 1:
+            self._unmemoized[key] = count - 1
 
     def _end_tuple(self, obj, n, short):
         buf = self._buf
@@ -1258,7 +1292,7 @@ class Pickler:
 
     # The reduce protocol.
 
-    def _save_reduce_value(self, rv, obj):
+    def _save_reduce_value(self, rv, obj, note_object=False):
         """Save obj from its reduce value rv (callable, args, ...)."""
         if self._save_reduce_hook is not None:
             if not isinstance(rv, tuple):
@@ -1266,49 +1300,55 @@ class Pickler:
                     "__reduce__ must return a string or tuple")
             self._save_reduce_hook(*rv, obj=obj)
             return None
-        return self._start_task(self._task_reduce(rv, obj))
+        return self._start_task(self._task_reduce(rv, obj, note_object))
 
-    def _task_reduce(self, rv, obj):
-        n = len(rv)
-        if not 2 <= n <= 6:
-            raise PicklingError(
-                "tuple returned by __reduce__ must contain 2 through 6 "
-                "elements")
-        func, args, state, listitems, dictitems, state_setter = \
-            rv + (None,) * (6 - n)
-        if not callable(func):
-            raise PicklingError(
-                "first item of the tuple returned by __reduce__ must be "
-                "callable")
-        if not isinstance(args, tuple):
-            raise PicklingError(
-                "second item of the tuple returned by __reduce__ must be a "
-                "tuple")
-        if listitems is not None and not hasattr(type(listitems),
-                                                 "__next__"):
-            raise PicklingError(
-                "fourth element of the tuple returned by __reduce__ must be "
-                f"an iterator, not {_tp_name(type(listitems))}")
-        if dictitems is not None and not hasattr(type(dictitems),
-                                                 "__next__"):
-            raise PicklingError(
-                "fifth element of the tuple returned by __reduce__ must be "
-                f"an iterator, not {_tp_name(type(dictitems))}")
-        if state_setter is not None and not callable(state_setter):
-            raise PicklingError(
-                "sixth element of the tuple returned by __reduce__ must be "
-                f"a function, not {_tp_name(type(state_setter))}")
-
-        use_newobj = use_newobj_ex = False
-        if self.proto >= 2:
-            name = getattr(func, "__name__", None)
-            if isinstance(name, str):
-                use_newobj_ex = name == "__newobj_ex__"
-                use_newobj = not use_newobj_ex and name == "__newobj__"
-
+    def _task_reduce(self, rv, obj, note_object=False):
         step = self._step
-        what = "reconstructor arguments"
+        what = None
+        guard = None
+        opened = obj is not None
         try:
+            if opened:
+                self._open_reduces += 1
+                if self._open_reduces > _GUARD_REDUCES:
+                    guard = self._enter_unmemoized(obj)
+            n = len(rv)
+            if not 2 <= n <= 6:
+                raise PicklingError(
+                    "tuple returned by __reduce__ must contain 2 through 6 "
+                    "elements")
+            func, args, state, listitems, dictitems, state_setter = \
+                rv + (None,) * (6 - n)
+            if not callable(func):
+                raise PicklingError(
+                    "first item of the tuple returned by __reduce__ must be "
+                    "callable")
+            if not isinstance(args, tuple):
+                raise PicklingError(
+                    "second item of the tuple returned by __reduce__ must be "
+                    "a tuple")
+            if listitems is not None and not hasattr(type(listitems),
+                                                     "__next__"):
+                raise PicklingError(
+                    "fourth element of the tuple returned by __reduce__ must "
+                    f"be an iterator, not {_tp_name(type(listitems))}")
+            if dictitems is not None and not hasattr(type(dictitems),
+                                                     "__next__"):
+                raise PicklingError(
+                    "fifth element of the tuple returned by __reduce__ must "
+                    f"be an iterator, not {_tp_name(type(dictitems))}")
+            if state_setter is not None and not callable(state_setter):
+                raise PicklingError(
+                    "sixth element of the tuple returned by __reduce__ must "
+                    f"be a function, not {_tp_name(type(state_setter))}")
+
+            use_newobj = use_newobj_ex = False
+            if self.proto >= 2:
+                name = getattr(func, "__name__", None)
+                if isinstance(name, str):
+                    use_newobj_ex = name == "__newobj_ex__"
+                    use_newobj = not use_newobj_ex and name == "__newobj__"
+
             if obj is not None:
                 self._enter_fast(obj)
             if use_newobj_ex:
@@ -1426,8 +1466,17 @@ class Pickler:
                 label = _type_label(obj)
                 if what is not None and what != "object":
                     _add_note(exc, f"when serializing {label} {what}")
-                _add_note(exc, f"when serializing {label} object")
+                # As in CPython, only a reduce value from __reduce_ex__,
+                # a dispatch table or reducer_override gets this note; not
+                # the ones the pickler makes itself (sets below protocol 4).
+                if note_object:
+                    _add_note(exc, f"when serializing {label} object")
             raise
+        finally:
+            if opened:
+                self._open_reduces -= 1
+                if guard is not None:
+                    self._leave_unmemoized(guard)
         if obj is not None:
             self._leave_fast(obj)
 
@@ -1525,6 +1574,8 @@ Pickler._savers = _SAVERS
 
 # Container levels saved by plain recursion before tasks take over.
 _SYNC_DEPTH = 50
+_MAX_REENTRY = 1000
+_GUARD_REDUCES = 32
 _DRIVING = 1 << 30
 
 

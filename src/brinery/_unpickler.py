@@ -33,6 +33,7 @@ from struct import Struct
 import _compat_pickle
 
 from ._errors import UnpicklingError
+from ._pickler import _tp_name
 from ._opcodes import HIGHEST_PROTOCOL, OPCODE_BY_BYTE, OPCODES
 
 __all__ = ["Unpickler", "load", "loads", "decode_long"]
@@ -118,6 +119,12 @@ def _c_string(line):
     return line if nul < 0 else line[:nul]
 
 
+def _c_text(s):
+    """s as C's "%.200s" puts it in a message: 200 bytes, decoded as
+    UTF-8 with replacement (the newline that ends a line included)."""
+    return s[:200].decode("utf-8", "replace")
+
+
 def parse_int_line(line):
     """The value of INT's argument line (newline included)."""
     # Fast path: a plain decimal with no leading zero (strtol base 0 would
@@ -153,7 +160,32 @@ def parse_long_line(line):
     if len(line) < 2:
         raise _truncated()
     s = line[:-2] if line[-2:-1] == b"L" else line
-    return int(_c_string(s), 0)
+    return _c_int(_c_string(s), 0)
+
+
+def _c_int(s, base):
+    """int(s, base) with the error C's PyLong_FromString(s, NULL, base)
+    raises: the base it settled on and the text's repr (200 bytes at most,
+    strict UTF-8)."""
+    try:
+        return int(s, base)
+    except ValueError:
+        pass
+    text = s[:200].decode("utf-8")
+    if base == 0:
+        digits = s.lstrip(b" \t\n\r\v\f")
+        if digits[:1] in (b"+", b"-"):
+            digits = digits[1:]
+        if digits[:1] != b"0":
+            base = 10
+        elif digits[1:2] in (b"x", b"X"):
+            base = 16
+        elif digits[1:2] in (b"o", b"O"):
+            base = 8
+        elif digits[1:2] in (b"b", b"B"):
+            base = 2
+    raise ValueError(
+        f"invalid literal for int() with base {base}: {repr(text)[:200]}")
 
 
 _FLOAT_PREFIX = re.compile(
@@ -180,12 +212,12 @@ def parse_float_line(line):
     match = _FLOAT_PREFIX.match(s)
     if match is None:
         raise ValueError(
-            f"could not convert string to float: {s.decode('latin-1')!r}")
+            f"could not convert string to float: '{_c_text(s)}'")
     text = match.group()
     value = float(text)
     if value in (float("inf"), float("-inf")) and b"n" not in text.lower():
         raise OverflowError(
-            f"value too large to convert to float: {s.decode('latin-1')}")
+            f"value too large to convert to float: '{_c_text(s)}'")
     if s[match.end():match.end() + 1] not in (b"\n", b""):
         raise ValueError("could not convert string to float")
     return value
@@ -195,7 +227,7 @@ def parse_memo_index(line):
     """A GET/PUT argument line: a base-10 memo index."""
     if len(line) < 2:
         raise _truncated()
-    return int(_c_string(line), 10)
+    return _c_int(_c_string(line), 10)
 
 
 def decode_string_line(line):
@@ -218,6 +250,11 @@ def decode_name_line(line, encoding="utf-8"):
     return str(line[:-1], encoding, "strict")
 
 
+# How CPython words a '<locals>' name in find_class.
+_LOCAL_ATTRIBUTE = ("Can't get local attribute" if sys.version_info >= (3, 13)
+                    else "Can't pickle local attribute")
+
+
 def getattribute(obj, name, allow_qualname):
     """Resolve name (a dotted qualname when allowed) on obj."""
     if not allow_qualname:
@@ -226,21 +263,30 @@ def getattribute(obj, name, allow_qualname):
         except AttributeError:
             raise AttributeError(
                 f"Can't get attribute {name!r} on {obj!r}") from None
-    for part in name.split("."):
-        if part == "<locals>":
-            raise AttributeError(
-                f"Can't get local attribute {name!r} on {obj!r}")
+    parts = name.split(".")
+    if "<locals>" in parts:
+        raise AttributeError(f"{_LOCAL_ATTRIBUTE} {name!r} on {obj!r}")
+    found = obj
+    for part in parts:
         try:
-            obj = getattr(obj, part)
+            found = getattr(found, part)
         except AttributeError:
+            # C names the whole path and the module it started from.
             raise AttributeError(
                 f"Can't get attribute {name!r} on {obj!r}") from None
-    return obj
+    return found
 
 
-# The default of `buffers`: CPython shows "buffers=()" and treats it as not
-# given. (The empty tuple is a singleton, so identity is a safe test.)
-_NOT_GIVEN = ()
+class _NoBuffers(tuple):
+    """The default of ``buffers``: shown as ``()`` in the signature, as
+    CPython's is, but told apart from an explicit ``()``, which (unlike
+    the default) makes NEXT_BUFFER fail with 'not enough out-of-band
+    buffers'."""
+
+    __slots__ = ()
+
+
+_NO_BUFFERS = _NoBuffers()
 
 
 class _Stop(Exception):
@@ -255,7 +301,7 @@ class Unpickler:
     """
 
     def __init__(self, file, *, fix_imports=True, encoding="ASCII",
-                 errors="strict", buffers=_NOT_GIVEN):
+                 errors="strict", buffers=_NO_BUFFERS):
         # Looked up in CPython's order; only AttributeError means "absent".
         getattr(file, "peek", None)
         getattr(file, "readinto", None)
@@ -276,9 +322,7 @@ class Unpickler:
         if not isinstance(errors, str):
             raise TypeError(
                 f"argument 'errors' must be str, not {type(errors).__name__}")
-        # The default, (), means "not given", as in CPython's C unpickler
-        # (whose signature shows buffers=()).
-        if buffers is None or buffers is _NOT_GIVEN:
+        if buffers is None or buffers is _NO_BUFFERS:
             self._buffers = None
         else:
             self._buffers = iter(buffers)
@@ -302,7 +346,19 @@ class Unpickler:
         self._seekable = False
         self._init_common(fix_imports, encoding, errors, buffers)
         if type(data) is not bytes:
-            data = bytes(memoryview(data).cast("B"))
+            try:
+                view = memoryview(data)
+            except TypeError:
+                raise TypeError(
+                    f"a bytes-like object is required, not "
+                    f"'{type(data).__name__}'") from None
+            if not view.c_contiguous:
+                # CPython asks the exporter for a contiguous buffer, and
+                # most refuse: raise what the exporter raises then.
+                io.BytesIO().write(data)
+                data = view.tobytes()
+            else:
+                data = bytes(view.cast("B"))
         self._data = data
         self._end = len(data)
         return self
@@ -472,7 +528,7 @@ class Unpickler:
                             except ValueError:
                                 pass
                             else:
-                                if idx >= 0:
+                                if 0 <= idx <= _SSIZE_MAX:
                                     memo[idx] = stack[-1]
                                     pos = stop + 1
                                     continue
@@ -621,10 +677,10 @@ class Unpickler:
 
         Raises the truncation error when the input ends first.
         """
+        if self._base + pos > _SSIZE_MAX - n:
+            raise UnpicklingError("read would overflow (invalid bytecode)")
         if self._file is None:
             raise _truncated()
-        if pos > _SSIZE_MAX - n:
-            raise UnpicklingError("read would overflow (invalid bytecode)")
         data = self._data
         rest = data[pos:self._end]
         want = n - len(rest)
@@ -866,7 +922,7 @@ class Unpickler:
         else:
             n = _unpack_uint8(data, pos)[0]
             if n > _SSIZE_MAX:
-                raise UnpicklingError(
+                raise OverflowError(
                     f"{label} exceeds system's maximum size of {_SSIZE_MAX} "
                     f"bytes")
         pos += size_bytes
@@ -903,23 +959,32 @@ class Unpickler:
         self.stack.append(decode_unicode_line(line))
         return pos
 
+    def _counted_bytes(self, pos, size_bytes, label):
+        """_counted for bytes and bytearray payloads, which CPython reads
+        differently: from memory, even an empty payload must not start at
+        the very end of the input ('pickle data was truncated')."""
+        data, start, end = self._counted(pos, size_bytes, label)
+        if start == self._end and self._file is None:
+            raise _truncated()
+        return data, start, end
+
     def load_short_binbytes(self, pos):
-        data, pos, end = self._counted(pos, 1, "SHORT_BINBYTES")
+        data, pos, end = self._counted_bytes(pos, 1, "SHORT_BINBYTES")
         self.stack.append(data[pos:end])
         return end
 
     def load_binbytes(self, pos):
-        data, pos, end = self._counted(pos, 4, "BINBYTES")
+        data, pos, end = self._counted_bytes(pos, 4, "BINBYTES")
         self.stack.append(data[pos:end])
         return end
 
     def load_binbytes8(self, pos):
-        data, pos, end = self._counted(pos, 8, "BINBYTES")
+        data, pos, end = self._counted_bytes(pos, 8, "BINBYTES")
         self.stack.append(data[pos:end])
         return end
 
     def load_bytearray8(self, pos):
-        data, pos, end = self._counted(pos, 8, "BYTEARRAY8")
+        data, pos, end = self._counted_bytes(pos, 8, "BYTEARRAY8")
         if end - pos >= _LARGE_READ:
             self.stack.append(bytearray(memoryview(data)[pos:end]))
         else:
@@ -1136,8 +1201,13 @@ class Unpickler:
 
     def load_put(self, pos):
         line, pos = self._readline(pos)
+        if len(line) < 2:
+            raise _truncated()
         top = self._top()
         idx = parse_memo_index(line)
+        if idx > _SSIZE_MAX:
+            raise OverflowError(
+                "Python int too large to convert to C ssize_t")
         if idx < 0:
             raise ValueError("negative PUT argument")
         self.memo[idx] = top
@@ -1270,12 +1340,8 @@ class Unpickler:
         if len(stack) < 2:
             raise self._stack_error()
         args = stack.pop()
-        if not isinstance(args, tuple):
-            raise UnpicklingError("NEWOBJ expected an arg tuple.")
         cls = stack.pop()
-        if not isinstance(cls, type):
-            raise UnpicklingError(
-                "NEWOBJ class argument isn't a type object")
+        _check_newobj("NEWOBJ", cls, args, {})
         stack.append(cls.__new__(cls, *args))
         return pos
 
@@ -1286,18 +1352,7 @@ class Unpickler:
         kwargs = stack.pop()
         args = stack.pop()
         cls = stack.pop()
-        if not isinstance(cls, type):
-            raise UnpicklingError(
-                f"NEWOBJ_EX class argument must be a type, not "
-                f"{type(cls).__name__}")
-        if not isinstance(args, tuple):
-            raise UnpicklingError(
-                f"NEWOBJ_EX args argument must be a tuple, not "
-                f"{type(args).__name__}")
-        if not isinstance(kwargs, dict):
-            raise UnpicklingError(
-                f"NEWOBJ_EX kwargs argument must be a dict, not "
-                f"{type(kwargs).__name__}")
+        _check_newobj("NEWOBJ_EX", cls, args, kwargs)
         stack.append(cls.__new__(cls, *args, **kwargs))
         return pos
 
@@ -1331,6 +1386,30 @@ class Unpickler:
             return pos
         _default_setstate(inst, state)
         return pos
+
+
+# Py_TPFLAGS_DISALLOW_INSTANTIATION: a type without tp_new.
+_NO_NEW = 1 << 7
+
+
+def _check_newobj(op, cls, args, kwargs):
+    """NEWOBJ(_EX)'s checks, in C's order and words."""
+    if not isinstance(cls, type):
+        raise UnpicklingError(
+            f"{op} class argument must be a type, not {_tp_name(type(cls))}")
+    if cls.__flags__ & _NO_NEW:
+        # (C names the metaclass here, not the class.)
+        raise UnpicklingError(
+            f"{op} class argument '{_tp_name(type(cls))}' doesn't have "
+            f"__new__")
+    if not isinstance(args, tuple):
+        raise UnpicklingError(
+            f"{op} args argument must be a tuple, not "
+            f"{_tp_name(type(args))}")
+    if not isinstance(kwargs, dict):
+        raise UnpicklingError(
+            f"{op} kwargs argument must be a dict, not "
+            f"{_tp_name(type(kwargs))}")
 
 
 def _default_setstate(inst, state):
@@ -1401,17 +1480,17 @@ _DISPATCH = _build_dispatch()
 
 
 def load(file, *, fix_imports=True, encoding="ASCII", errors="strict",
-         buffers=_NOT_GIVEN):
+         buffers=_NO_BUFFERS):
     """Read and return one object from the pickle in the open file."""
     return Unpickler(file, fix_imports=fix_imports, encoding=encoding,
                      errors=errors, buffers=buffers).load()
 
 
 def loads(data, /, *, fix_imports=True, encoding="ASCII", errors="strict",
-          buffers=_NOT_GIVEN):
+          buffers=_NO_BUFFERS):
     """Read and return one object from the pickle data (bytes-like)."""
     if isinstance(data, str):
-        raise TypeError("Can't load pickle from unicode string")
+        raise TypeError("a bytes-like object is required, not 'str'")
     # A fresh base-class unpickler over memory: no hooks to look for and
     # nothing to give back afterwards.
     unpickler = Unpickler._for_bytes(data, fix_imports, encoding, errors,

@@ -126,6 +126,10 @@ typedef struct pickler_core {
     PyObject *reducer_override;
     PyObject *dispatch_table;    /* NULL: copyreg.dispatch_table */
     PyObject *fast_active;       /* fast mode: {id: obj} being saved */
+    /* {id: count}: tuples and reduced objects being saved deep in the
+     * frame stack, not yet memoized (see guard_enter) */
+    PyObject *unmemoized;
+    Py_ssize_t open_reduces;     /* F_REDUCE/F_SET_REDUCE frames of objects */
     int proto;
     int bin;
     int fast;

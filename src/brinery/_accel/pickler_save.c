@@ -82,10 +82,17 @@ static const char *const WHAT_TEXT[] = {
  * __reduce_ex__ would give, (copyreg.__newobj__, (cls,), state), saved
  * without building it. f->a is NULL, f->b the state (NULL for None). */
 #define RF_PLAIN 4
+/* A reduce value the pickler made itself (sets below protocol 4, bytes,
+ * bytearray...): CPython gives its errors no "X object" note. */
+#define RF_INTERNAL 8
 /* F_APPENDS / F_SETITEMS flags */
 #define IF_LEAVE_FAST 1      /* leave fast mode for obj at the end */
 #define IF_VALUE 2           /* F_SETITEMS: a value is being saved */
 /* F_DICT flags */
+/* F_REDUCE, F_SET_REDUCE: counted in p->open_reduces, and in
+ * p->unmemoized (see guard_enter) */
+#define REDUCE_OPEN 0x40
+#define GUARDED 0x80
 #define DF_SINGLE 1          /* a dict of one item: SETITEM */
 #define DF_VALUE 2           /* a value is being saved */
 
@@ -538,10 +545,102 @@ insert_frame(pickler_core *p, Py_ssize_t at, int kind)
     return &p->frames[at];
 }
 
+/* An object saved from its reduce value is memoized only after its
+ * arguments. Reached again while being saved, it is saved again from the
+ * start: legitimate data does that a few times (arguments holding lists
+ * that hold the object), a reduce value containing its own object does it
+ * forever (every endless loop goes through one: lists, dicts and sets are
+ * memoized first, tuples cannot hold themselves). CPython runs out of
+ * recursion there; without a recursion limit this pickler would run out
+ * of memory, so an object open more than MAX_REENTRY times at once raises
+ * the same RecursionError. Counted only while more than GUARD_REDUCES
+ * reduced objects are open, the rule of the pure pickler, so both fail at
+ * the same place. */
+#define GUARD_REDUCES 32
+#define MAX_REENTRY 1000
+
+static int
+guard_enter(pickler_core *p, save_frame *f)
+{
+    f->flags |= REDUCE_OPEN;
+    if (++p->open_reduces <= GUARD_REDUCES) {
+        return 0;
+    }
+    if (p->unmemoized == NULL) {
+        p->unmemoized = PyDict_New();
+        if (p->unmemoized == NULL) {
+            return -1;
+        }
+    }
+    PyObject *key = PyLong_FromVoidPtr(f->obj);
+    if (key == NULL) {
+        return -1;
+    }
+    Py_ssize_t count = 0;
+    PyObject *value = PyDict_GetItemWithError(p->unmemoized, key);
+    if (value != NULL) {
+        count = PyLong_AsSsize_t(value);
+    }
+    else if (PyErr_Occurred()) {
+        goto error;
+    }
+    if (count >= MAX_REENTRY) {
+        PyErr_SetString(PyExc_RecursionError,
+                        "maximum recursion depth exceeded while pickling "
+                        "an object");
+        goto error;
+    }
+    value = PyLong_FromSsize_t(count + 1);
+    if (value == NULL || PyDict_SetItem(p->unmemoized, key, value) < 0) {
+        Py_XDECREF(value);
+        goto error;
+    }
+    Py_DECREF(value);
+    Py_DECREF(key);
+    f->flags |= GUARDED;
+    return 0;
+
+error:
+    Py_DECREF(key);
+    return -1;
+}
+
+/* Undo guard_enter when the frame goes; keeps any error in flight. */
+static void
+guard_leave(pickler_core *p, PyObject *obj)
+{
+    PyObject *type, *exc, *tb;
+    PyErr_Fetch(&type, &exc, &tb);
+    PyObject *key = PyLong_FromVoidPtr(obj);
+    PyObject *value = key ? PyDict_GetItemWithError(p->unmemoized, key) : NULL;
+    if (value != NULL) {
+        Py_ssize_t count = PyLong_AsSsize_t(value);
+        if (count > 1) {
+            value = PyLong_FromSsize_t(count - 1);
+            if (value != NULL) {
+                PyDict_SetItem(p->unmemoized, key, value);
+                Py_DECREF(value);
+            }
+        }
+        else {
+            PyDict_DelItem(p->unmemoized, key);
+        }
+    }
+    Py_XDECREF(key);
+    PyErr_Clear();
+    PyErr_Restore(type, exc, tb);
+}
+
 static void
 pop_frame(pickler_core *p)
 {
     save_frame *f = &p->frames[--p->depth];
+    if (f->flags & REDUCE_OPEN) {
+        p->open_reduces--;
+        if (f->flags & GUARDED) {
+            guard_leave(p, f->obj);
+        }
+    }
     PyObject *obj = f->obj, *a = f->a, *b = f->b, *c = f->c;
     f->obj = f->a = f->b = f->c = NULL;
     Py_XDECREF(obj);
@@ -675,9 +774,11 @@ frame_add_notes(pickler_core *p, save_frame *f, PyObject *exc)
                 PyErr_Clear();
             }
         }
-        note = PyUnicode_FromFormat("when serializing %U object", label);
-        if (note == NULL || add_note(c, exc, note) < 0) {
-            PyErr_Clear();
+        if (!(f->flags & RF_INTERNAL)) {
+            note = PyUnicode_FromFormat("when serializing %U object", label);
+            if (note == NULL || add_note(c, exc, note) < 0) {
+                PyErr_Clear();
+            }
         }
         Py_DECREF(label);
         return;
@@ -695,8 +796,41 @@ frame_add_notes(pickler_core *p, save_frame *f, PyObject *exc)
         save_frame reduce = *f;
         reduce.kind = F_REDUCE;
         reduce.what = W_RECON_ARGS;
+        reduce.flags = RF_INTERNAL;
         frame_add_notes(p, &reduce, exc);
     }
+}
+
+/* Add "when serializing X object" to the error being raised (obj may be
+ * NULL: nothing to name). */
+static void
+note_object(pickler_core *p, PyObject *obj)
+{
+    if (obj == NULL || !PyErr_Occurred()) {
+        return;
+    }
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (value != NULL
+        && PyObject_TypeCheck(value, (PyTypeObject *)PyExc_Exception)) {
+        PyObject *label = type_label(p, obj);
+        if (label == NULL) {
+            PyErr_Clear();
+        }
+        else {
+            PyObject *note = PyUnicode_FromFormat(
+                "when serializing %U object", label);
+            Py_DECREF(label);
+            if (note == NULL || add_note(p->cache, value, note) < 0) {
+                PyErr_Clear();
+            }
+        }
+    }
+    if (tb != NULL && value != NULL) {
+        PyException_SetTraceback(value, tb);
+    }
+    PyErr_Restore(type, value, tb);
 }
 
 /* An error is propagating: pop the frames above `base`, each adding its
@@ -1060,7 +1194,7 @@ static save_frame *push_iter_frame(pickler_core *p, int kind, PyObject *obj,
                                    PyObject *iter);
 
 static int
-save_reduce(pickler_core *p, PyObject *rv, PyObject *obj)
+save_reduce(pickler_core *p, PyObject *rv, PyObject *obj, int internal)
 {
     PyObject *picklingerror = p->st->PicklingError;
     Py_ssize_t size = PyTuple_GET_SIZE(rv);
@@ -1068,7 +1202,7 @@ save_reduce(pickler_core *p, PyObject *rv, PyObject *obj)
         PyErr_SetString(picklingerror,
                         "tuple returned by __reduce__ must contain 2 through "
                         "6 elements");
-        return -1;
+        goto invalid;
     }
     PyObject *func = PyTuple_GET_ITEM(rv, 0);
     PyObject *args = PyTuple_GET_ITEM(rv, 1);
@@ -1079,37 +1213,37 @@ save_reduce(pickler_core *p, PyObject *rv, PyObject *obj)
         PyErr_SetString(picklingerror,
                         "first item of the tuple returned by __reduce__ "
                         "must be callable");
-        return -1;
+        goto invalid;
     }
     if (!PyTuple_Check(args)) {
         PyErr_SetString(picklingerror,
                         "second item of the tuple returned by __reduce__ "
                         "must be a tuple");
-        return -1;
+        goto invalid;
     }
     if (listitems != Py_None && !PyIter_Check(listitems)) {
         PyErr_Format(picklingerror,
                      "fourth element of the tuple returned by __reduce__ "
                      "must be an iterator, not %s", tp_name(listitems));
-        return -1;
+        goto invalid;
     }
     if (dictitems != Py_None && !PyIter_Check(dictitems)) {
         PyErr_Format(picklingerror,
                      "fifth element of the tuple returned by __reduce__ "
                      "must be an iterator, not %s", tp_name(dictitems));
-        return -1;
+        goto invalid;
     }
     if (setter != Py_None && !PyCallable_Check(setter)) {
         PyErr_Format(picklingerror,
                      "sixth element of the tuple returned by __reduce__ "
                      "must be a function, not %s", tp_name(setter));
-        return -1;
+        goto invalid;
     }
     int flags = 0;
     if (p->proto >= 2) {
         PyObject *name;
         if (lookup_attr(func, p->cache->s_name, &name) < 0) {
-            return -1;
+            goto invalid;
         }
         if (name != NULL) {
             if (PyUnicode_Check(name)) {
@@ -1129,9 +1263,20 @@ save_reduce(pickler_core *p, PyObject *rv, PyObject *obj)
     }
     Py_INCREF(rv);
     f->a = rv;
-    f->flags = (uint8_t)flags;
-    f->what = W_RECON_ARGS;
+    f->flags = (uint8_t)(flags | (internal ? RF_INTERNAL : 0));
+    if (obj != NULL && guard_enter(p, f) < 0) {
+        return -1;
+    }
+    f->what = W_NONE;
     return 1;
+
+invalid:
+    /* As in CPython, a bad reduce value from __reduce_ex__, a dispatch
+     * table or reducer_override names the object it came from. */
+    if (!internal) {
+        note_object(p, obj);
+    }
+    return -1;
 }
 
 /* Save obj through a reduce value built here: (func, args) with obj. */
@@ -1147,7 +1292,7 @@ save_reduce_pair(pickler_core *p, PyObject *func, PyObject *args,
     if (rv == NULL) {
         return -1;
     }
-    int r = save_reduce(p, rv, obj);
+    int r = save_reduce(p, rv, obj, 1);
     Py_DECREF(rv);
     return r;
 }
@@ -2331,6 +2476,10 @@ save_set_direct(pickler_core *p, PyObject *obj, PyTypeObject *type)
     f->a = items;
     Py_ssize_t n = PyTuple_GET_SIZE(items);
     f->phase = n == 0 ? PH_FINISH : n == 1 ? PH_SINGLE : PH_START;
+    if (guard_enter(p, f) < 0) {
+        pop_frame(p);           /* not started: no notes */
+        return -1;
+    }
     return 1;
 }
 
@@ -3169,7 +3318,7 @@ save_other(pickler_core *p, PyObject *obj, PyTypeObject *type)
                     }
                     f->b = state;
                     f->flags = RF_PLAIN;
-                    f->what = W_RECON_ARGS;
+                    f->what = W_NONE;
                     return 1;
                 }
             }
@@ -3218,9 +3367,10 @@ reduce_value:
     else if (!PyTuple_Check(rv)) {
         PyErr_SetString(p->st->PicklingError,
                         "__reduce__ must return a string or tuple");
+        note_object(p, obj);
     }
     else {
-        status = save_reduce(p, rv, obj);
+        status = save_reduce(p, rv, obj, 0);
     }
     Py_DECREF(rv);
     return status;
@@ -3305,6 +3455,8 @@ core_init(pickler_core *p, accel_state *st)
     p->reducer_override = NULL;
     p->dispatch_table = NULL;
     p->fast_active = NULL;
+    p->unmemoized = NULL;
+    p->open_reduces = 0;
     p->proto = p->cache->default_protocol;
     p->bin = 1;
     p->fast = 0;
@@ -3407,6 +3559,7 @@ core_end_dump(pickler_core *p)
     Py_CLEAR(p->reducer_override);
     Py_CLEAR(p->dispatch_table);
     Py_CLEAR(p->fast_active);
+    Py_CLEAR(p->unmemoized);
     p->frame_start = -1;
     p->frame_limit = NO_FRAME_LIMIT;
     core_update_fast_limit(p);
@@ -3431,6 +3584,7 @@ core_traverse(pickler_core *p, visitproc visit, void *arg)
     Py_VISIT(p->reducer_override);
     Py_VISIT(p->dispatch_table);
     Py_VISIT(p->fast_active);
+    Py_VISIT(p->unmemoized);
     for (Py_ssize_t i = 0; i < p->depth; i++) {
         save_frame *f = &p->frames[i];
         Py_VISIT(f->obj);
