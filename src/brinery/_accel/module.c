@@ -134,6 +134,10 @@ accel_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->Unpickler_Type);
     /* -- pickler section -- */
     /* -- unpickler section -- */
+    int unpickler_rc = accel_unpickler_traverse(st, visit, arg);
+    if (unpickler_rc) {
+        return unpickler_rc;
+    }
     return 0;
 }
 
@@ -164,6 +168,7 @@ accel_clear(PyObject *module)
     Py_CLEAR(st->Unpickler_Type);
     /* -- pickler section -- */
     /* -- unpickler section -- */
+    accel_unpickler_clear(st);
     return 0;
 }
 
