@@ -13,12 +13,35 @@ truncated(inbuf *in)
     return -1;
 }
 
-int
-inbuf_open_memory(inbuf *in, PyObject *obj, PyObject *error,
-                  const inbuf_names *names)
+void
+inbuf_init(inbuf *in, PyObject *error, const inbuf_names *names)
 {
+    in->data = NULL;
+    in->end = 0;
+    in->base = 0;
     in->error = error;
     in->names = names;
+    in->held = NULL;
+    in->has_view = 0;
+    in->file = NULL;
+    in->read = NULL;
+    in->readline = NULL;
+    in->readinto = NULL;
+    in->seekable = -1;
+    in->storage = NULL;
+    in->capacity = 0;
+}
+
+int
+inbuf_open_memory(inbuf *in, PyObject *obj)
+{
+    if (PyBytes_CheckExact(obj)) {
+        in->held = Py_NewRef(obj);
+        in->data = PyBytes_AS_STRING(obj);
+        in->end = PyBytes_GET_SIZE(obj);
+        in->base = 0;
+        return 0;
+    }
     if (PyObject_GetBuffer(obj, &in->view, PyBUF_SIMPLE) < 0) {
         /* Not a plain contiguous buffer: go the way of the pure
          * implementation, memoryview(obj).cast("B"), which either works
@@ -60,13 +83,10 @@ lookup_method(PyObject *file, PyObject *name, PyObject **result)
 }
 
 int
-inbuf_open_file(inbuf *in, PyObject *file, PyObject *error,
-                const inbuf_names *names)
+inbuf_open_file(inbuf *in, PyObject *file)
 {
     PyObject *peek = NULL, *readinto = NULL, *read = NULL, *readline = NULL;
-
-    in->error = error;
-    in->names = names;
+    const inbuf_names *names = in->names;
     /* CPython's order; peek is looked up (a property may raise) but
      * never used: an unseekable file is read exactly instead. */
     if (lookup_method(file, names->peek, &peek) < 0
@@ -106,13 +126,16 @@ inbuf_close(inbuf *in)
         in->has_view = 0;
         PyBuffer_Release(&in->view);
     }
+    Py_CLEAR(in->held);
     Py_CLEAR(in->file);
     Py_CLEAR(in->read);
     Py_CLEAR(in->readline);
     Py_CLEAR(in->readinto);
-    PyMem_Free(in->storage);
-    in->storage = NULL;
-    in->capacity = 0;
+    if (in->storage != NULL) {
+        PyMem_Free(in->storage);
+        in->storage = NULL;
+        in->capacity = 0;
+    }
     in->data = NULL;
     in->end = 0;
     in->base = 0;

@@ -61,7 +61,8 @@ typedef struct {
     PyObject *error;        /* UnpicklingError (borrowed: module state) */
     const inbuf_names *names;   /* borrowed: module state */
 
-    /* loads(): the caller's buffer */
+    /* loads(): the caller's bytes (held), or its buffer */
+    PyObject *held;
     Py_buffer view;
     int has_view;
 
@@ -75,14 +76,14 @@ typedef struct {
     Py_ssize_t capacity;
 } inbuf;
 
+/* An input buffer reading nothing yet. */
+void inbuf_init(inbuf *in, PyObject *error, const inbuf_names *names);
 /* Read from the bytes-like obj (loads). */
-int inbuf_open_memory(inbuf *in, PyObject *obj, PyObject *error,
-                      const inbuf_names *names);
+int inbuf_open_memory(inbuf *in, PyObject *obj);
 /* Read from a file object (load): looks up peek, readinto, read and
  * readline in that order (only AttributeError means absent) and raises
  * TypeError when read or readline is missing. */
-int inbuf_open_file(inbuf *in, PyObject *file, PyObject *error,
-                    const inbuf_names *names);
+int inbuf_open_file(inbuf *in, PyObject *file);
 /* Release everything (idempotent). */
 void inbuf_close(inbuf *in);
 int inbuf_traverse(inbuf *in, visitproc visit, void *arg);

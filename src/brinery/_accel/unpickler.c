@@ -173,18 +173,34 @@ memo_missing(machine *m, Py_ssize_t index)
 
 /* ------------------------------------------------------- stack & marks */
 
+static void intern_cache_clear(machine *m);
+
+/* Field by field: a machine is set up for every loads() call, and its
+ * inline arrays need no clearing. */
 static void
 machine_init(machine *m, accel_state *st)
 {
-    memset(m, 0, offsetof(machine, stack_inline));
     m->st = st;
     m->ust = st->unpickler;
+    m->owner = NULL;
+    inbuf_init(&m->in, st->UnpicklingError, &st->unpickler->io);
+    m->pos = 0;
     m->stack = m->stack_inline;
+    m->len = 0;
     m->capacity = MACHINE_INLINE_STACK;
     m->marks = m->marks_inline;
+    m->nmarks = 0;
     m->marks_capacity = MACHINE_INLINE_MARKS;
-    m->fix_imports = 1;
+    m->fence = 0;
     memo_init(&m->memo);
+    m->proto = 0;
+    m->fix_imports = 1;
+    m->encoding = NULL;
+    m->errors = NULL;
+    m->buffers = NULL;
+    m->find_class = NULL;
+    m->persistent_load = NULL;
+    m->intern_cache = NULL;
 }
 
 static int
@@ -346,6 +362,7 @@ machine_clear(machine *m)
         m->marks = m->marks_inline;
         m->marks_capacity = MACHINE_INLINE_MARKS;
     }
+    intern_cache_clear(m);
     memo_clear(&m->memo);
     inbuf_close(&m->in);
     Py_CLEAR(m->encoding);
@@ -437,39 +454,140 @@ fetch_opcode(machine *m, Py_ssize_t pos)
 
 /* ------------------------------------------------------ text and bytes */
 
-static ALWAYS_INLINE int
-is_ascii(const unsigned char *s, Py_ssize_t n)
+/* Decode UTF-8 that has non-ASCII characters: one pass to validate and
+ * measure (characters, widest character), one to write into a string of
+ * the right kind. Encoded surrogates (ED A0..BF xx) are accepted as the
+ * "surrogatepass" error handler does. Anything else that is not strict
+ * UTF-8 goes to CPython's decoder, which raises the right error. */
+static PyObject *
+decode_utf8_wide(const unsigned char *s, Py_ssize_t n)
 {
+    Py_ssize_t i = 0, count = 0;
+    Py_UCS4 maxchar = 0;
+
+    while (i < n) {
+        unsigned int c = s[i];
+        Py_UCS4 ch;
+        if (c < 0x80) {
+            ch = c;
+            i += 1;
+        }
+        else if (c < 0xC2) {
+            goto fallback;              /* continuation byte or overlong */
+        }
+        else if (c < 0xE0) {
+            if (n - i < 2 || (s[i + 1] & 0xC0) != 0x80) {
+                goto fallback;
+            }
+            ch = (c & 0x1F) << 6 | (s[i + 1] & 0x3F);
+            i += 2;
+        }
+        else if (c < 0xF0) {
+            if (n - i < 3 || (s[i + 1] & 0xC0) != 0x80
+                || (s[i + 2] & 0xC0) != 0x80
+                || (c == 0xE0 && s[i + 1] < 0xA0)) {
+                goto fallback;
+            }
+            ch = (c & 0x0F) << 12 | (Py_UCS4)(s[i + 1] & 0x3F) << 6
+                 | (s[i + 2] & 0x3F);
+            i += 3;
+        }
+        else if (c < 0xF5) {
+            if (n - i < 4 || (s[i + 1] & 0xC0) != 0x80
+                || (s[i + 2] & 0xC0) != 0x80 || (s[i + 3] & 0xC0) != 0x80
+                || (c == 0xF0 && s[i + 1] < 0x90)
+                || (c == 0xF4 && s[i + 1] >= 0x90)) {
+                goto fallback;
+            }
+            ch = (c & 0x07) << 18 | (Py_UCS4)(s[i + 1] & 0x3F) << 12
+                 | (Py_UCS4)(s[i + 2] & 0x3F) << 6 | (s[i + 3] & 0x3F);
+            i += 4;
+        }
+        else {
+            goto fallback;
+        }
+        if (ch > maxchar) {
+            maxchar = ch;
+        }
+        count++;
+    }
+
+    PyObject *str = PyUnicode_New(count, maxchar);
+    if (str == NULL) {
+        return NULL;
+    }
+    int kind = PyUnicode_KIND(str);
+    void *out = PyUnicode_DATA(str);
+    Py_ssize_t j = 0;
+    for (i = 0; i < n; j++) {
+        unsigned int c = s[i];
+        Py_UCS4 ch;
+        if (c < 0x80) {
+            ch = c;
+            i += 1;
+        }
+        else if (c < 0xE0) {
+            ch = (c & 0x1F) << 6 | (s[i + 1] & 0x3F);
+            i += 2;
+        }
+        else if (c < 0xF0) {
+            ch = (c & 0x0F) << 12 | (Py_UCS4)(s[i + 1] & 0x3F) << 6
+                 | (s[i + 2] & 0x3F);
+            i += 3;
+        }
+        else {
+            ch = (c & 0x07) << 18 | (Py_UCS4)(s[i + 1] & 0x3F) << 12
+                 | (Py_UCS4)(s[i + 2] & 0x3F) << 6 | (s[i + 3] & 0x3F);
+            i += 4;
+        }
+        PyUnicode_WRITE(kind, out, j, ch);
+    }
+    return str;
+
+fallback:
+    return PyUnicode_DecodeUTF8((const char *)s, n, "surrogatepass");
+}
+
+/* str from UTF-8 with surrogates allowed, as pickles write it. Most text
+ * is ASCII: it is copied straight into a new ASCII string while checking
+ * the high bits, in one pass. */
+static PyObject *
+decode_utf8(const unsigned char *s, Py_ssize_t n)
+{
+    if (n <= 1) {
+        if (n == 0) {
+            return PyUnicode_New(0, 0);
+        }
+        if (s[0] < 0x80) {
+            return PyUnicode_FromOrdinal(s[0]);
+        }
+        return PyUnicode_DecodeUTF8((const char *)s, n, "surrogatepass");
+    }
+    PyObject *str = PyUnicode_New(n, 127);
+    if (str == NULL) {
+        return NULL;
+    }
+    unsigned char *out = PyUnicode_1BYTE_DATA(str);
     Py_ssize_t i = 0;
     for (; i + 8 <= n; i += 8) {
         uint64_t word;
         memcpy(&word, s + i, 8);
         if (word & UINT64_C(0x8080808080808080)) {
-            return 0;
+            goto wide;
         }
+        memcpy(out + i, &word, 8);
     }
-    unsigned char acc = 0;
     for (; i < n; i++) {
-        acc |= s[i];
+        if (s[i] & 0x80) {
+            goto wide;
+        }
+        out[i] = s[i];
     }
-    return acc < 0x80;
-}
+    return str;
 
-/* str from UTF-8 with surrogates allowed, as pickles write it. */
-static PyObject *
-decode_utf8(const unsigned char *s, Py_ssize_t n)
-{
-    if (is_ascii(s, n)) {
-        if (n == 1) {
-            return PyUnicode_FromOrdinal(s[0]);
-        }
-        PyObject *str = PyUnicode_New(n, 127);
-        if (str != NULL && n > 0) {
-            memcpy(PyUnicode_DATA(str), s, (size_t)n);
-        }
-        return str;
-    }
-    return PyUnicode_DecodeUTF8((const char *)s, n, "surrogatepass");
+wide:
+    Py_DECREF(str);
+    return decode_utf8_wide(s, n);
 }
 
 /* A Python 2 str: bytes with encoding="bytes", else decoded. */
@@ -1026,6 +1144,109 @@ items_next(items_iter *it, PyObject **key, PyObject **value)
     return rc < 0 ? -1 : 1;
 }
 
+/* ------------------------------------------------ BUILD's interned keys */
+
+#define INTERN_CACHE_SIZE 64    /* a power of two */
+
+struct intern_slot {
+    PyObject *key;              /* a key object seen in this load (held, so
+                                   its address is not reused) */
+    PyObject *interned;         /* its interned equal */
+};
+
+static void
+intern_cache_clear(machine *m)
+{
+    struct intern_slot *cache = m->intern_cache;
+    if (cache == NULL) {
+        return;
+    }
+    m->intern_cache = NULL;
+    for (Py_ssize_t i = 0; i < INTERN_CACHE_SIZE; i++) {
+        Py_XDECREF(cache[i].key);
+        Py_XDECREF(cache[i].interned);
+    }
+    PyMem_Free(cache);
+}
+
+/* sys.intern(key) for an exact str (new reference). */
+static PyObject *
+intern_key(machine *m, PyObject *key)
+{
+    if (PyUnicode_CHECK_INTERNED(key)) {
+        return Py_NewRef(key);
+    }
+    if (m->intern_cache == NULL) {
+        m->intern_cache = PyMem_Calloc(INTERN_CACHE_SIZE,
+                                       sizeof(struct intern_slot));
+    }
+    struct intern_slot *slot = NULL;
+    if (m->intern_cache != NULL) {
+        slot = &m->intern_cache[((uintptr_t)key >> 4)
+                                & (INTERN_CACHE_SIZE - 1)];
+        if (slot->key == key) {
+            return Py_NewRef(slot->interned);
+        }
+    }
+    PyObject *interned = Py_NewRef(key);
+    PyUnicode_InternInPlace(&interned);
+    if (slot != NULL) {
+        PyObject *old_key = slot->key, *old_interned = slot->interned;
+        slot->key = Py_NewRef(key);
+        slot->interned = Py_NewRef(interned);
+        Py_XDECREF(old_key);
+        Py_XDECREF(old_interned);
+    }
+    return interned;
+}
+
+/* BUILD's dict state for a plain instance, written through the generic
+ * setattr: the same as inst.__dict__[key] = value when setattr and
+ * getattr are the generic ones, __dict__ is the standard descriptor and
+ * no key names a data descriptor, but it fills the instance's inline
+ * values without making its __dict__ a separate dict object. Returns 1
+ * when done, 0 when the object does not qualify (nothing was changed),
+ * -1 on error. */
+static int
+setstate_as_attributes(machine *m, PyObject *inst, PyObject *state)
+{
+    PyTypeObject *type = Py_TYPE(inst);
+    PyObject *key, *value;
+    Py_ssize_t it = 0;
+
+    if (type->tp_setattro != PyObject_GenericSetAttr
+        || type->tp_getattro != PyObject_GenericGetAttr
+        || !PyDict_CheckExact(state)) {
+        return 0;
+    }
+    PyObject *dict_descr = _PyType_Lookup(type, m->ust->dict);
+    if (dict_descr == NULL || !Py_IS_TYPE(dict_descr, &PyGetSetDescr_Type)) {
+        return 0;
+    }
+    while (PyDict_Next(state, &it, &key, &value)) {
+        if (!PyUnicode_CheckExact(key)) {
+            return 0;
+        }
+        PyObject *descr = _PyType_Lookup(type, key);
+        if (descr != NULL && Py_TYPE(descr)->tp_descr_set != NULL) {
+            return 0;
+        }
+    }
+    it = 0;
+    while (PyDict_Next(state, &it, &key, &value)) {
+        Py_INCREF(value);
+        PyObject *name = intern_key(m, key);
+        int rc = name == NULL ? -1 : PyObject_GenericSetAttr(inst, name,
+                                                             value);
+        Py_XDECREF(name);
+        Py_DECREF(value);
+        if (rc < 0) {
+            return -1;
+        }
+    }
+    return 1;
+}
+
 /* BUILD without __setstate__: update __dict__ (str keys interned), then
  * set the slot state's attributes. */
 static int
@@ -1046,6 +1267,13 @@ default_setstate(machine *m, PyObject *inst, PyObject *state)
                             "state is not a dictionary");
             return -1;
         }
+        int done = setstate_as_attributes(m, inst, state);
+        if (done < 0) {
+            return -1;
+        }
+        if (done) {
+            goto slots;
+        }
         PyObject *inst_dict = PyObject_GetAttr(inst, m->ust->dict);
         if (inst_dict == NULL) {
             return -1;
@@ -1057,7 +1285,12 @@ default_setstate(machine *m, PyObject *inst, PyObject *state)
         int exact = PyDict_CheckExact(inst_dict);
         while ((rc = items_next(&it, &key, &value)) > 0) {
             if (PyUnicode_CheckExact(key)) {
-                PyUnicode_InternInPlace(&key);
+                Py_SETREF(key, intern_key(m, key));
+                if (key == NULL) {
+                    Py_DECREF(value);
+                    rc = -1;
+                    break;
+                }
             }
             rc = exact ? PyDict_SetItem(inst_dict, key, value)
                        : PyObject_SetItem(inst_dict, key, value);
@@ -1073,6 +1306,7 @@ default_setstate(machine *m, PyObject *inst, PyObject *state)
             return -1;
         }
     }
+slots:
     if (slotstate != Py_None) {
         if (!PyDict_Check(slotstate)) {
             PyErr_SetString(m->st->UnpicklingError,
@@ -1180,6 +1414,51 @@ op_append(machine *m)
     return extend_other(m, target, items);
 }
 
+/* list.extend(stack[height:]) for an exact list; the items leave the
+ * stack. */
+static int
+list_extend_from_stack(machine *m, PyObject *list, Py_ssize_t height)
+{
+    Py_ssize_t n = m->len - height;
+#if !defined(Py_GIL_DISABLED) && PY_VERSION_HEX < 0x030E0000
+    /* CPython keeps a list's items in PyMem memory (list_resize uses
+     * PyMem_Realloc): grow it once, with the same over-allocation, and
+     * move the stack's references in. */
+    PyListObject *l = (PyListObject *)list;
+    Py_ssize_t size = Py_SIZE(l);
+    if (l->allocated - size < n) {
+        Py_ssize_t want = size + n;
+        if (want > PY_SSIZE_T_MAX / (Py_ssize_t)sizeof(PyObject *) / 2) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        Py_ssize_t allocated = (want + (want >> 3) + 6) & ~(Py_ssize_t)3;
+        PyObject **items = PyMem_Realloc(
+            l->ob_item, (size_t)allocated * sizeof(PyObject *));
+        if (items == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        l->ob_item = items;
+        l->allocated = allocated;
+    }
+    memcpy(l->ob_item + size, m->stack + height,
+           (size_t)n * sizeof(PyObject *));
+    Py_SET_SIZE(l, size + n);
+    m->len = height;
+    return 0;
+#else
+    PyObject *items = stack_pop_list(m, height);
+    if (items == NULL) {
+        return -1;
+    }
+    Py_ssize_t size = PyList_GET_SIZE(list);
+    int rc = PyList_SetSlice(list, size, size, items);
+    Py_DECREF(items);
+    return rc;
+#endif
+}
+
 static int
 op_appends(machine *m)
 {
@@ -1195,13 +1474,7 @@ op_appends(machine *m)
         return 0;
     }
     if (PyList_CheckExact(target)) {
-        for (Py_ssize_t i = mark; i < m->len; i++) {
-            if (PyList_Append(target, m->stack[i]) < 0) {
-                return -1;
-            }
-        }
-        stack_drop_to(m, mark);
-        return 0;
+        return list_extend_from_stack(m, target, mark);
     }
     PyObject *items = stack_pop_list(m, mark);
     if (items == NULL) {
@@ -1989,6 +2262,7 @@ machine_load(machine *m)
         Py_CLEAR(result);
     }
     machine_reset_stack(m);
+    intern_cache_clear(m);
     return result;
 }
 
@@ -2016,6 +2290,14 @@ require_str(PyObject *value, const char *what)
 static int
 machine_set_options(machine *m, const load_options *opt)
 {
+    if (opt->fix_imports == NULL && opt->encoding == NULL
+        && opt->errors == NULL && opt->buffers == NULL) {
+        Py_XSETREF(m->encoding, Py_NewRef(m->ust->ascii));
+        Py_XSETREF(m->errors, Py_NewRef(m->ust->strict));
+        Py_CLEAR(m->buffers);
+        m->fix_imports = 1;
+        return 0;
+    }
     PyObject *encoding = opt->encoding ? opt->encoding : m->ust->ascii;
     PyObject *errors = opt->errors ? opt->errors : m->ust->strict;
     if (require_str(encoding, "encoding") < 0
@@ -2147,8 +2429,7 @@ accel_loads(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
     }
     machine_init(&m, st);
     if (machine_set_options(&m, &opt) == 0
-        && inbuf_open_memory(&m.in, data, st->UnpicklingError,
-                             &st->unpickler->io) == 0) {
+        && inbuf_open_memory(&m.in, data) == 0) {
         result = machine_load(&m);
     }
     machine_clear(&m);
@@ -2172,8 +2453,7 @@ accel_load(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
         return NULL;
     }
     machine_init(&m, st);
-    if (inbuf_open_file(&m.in, file, st->UnpicklingError,
-                        &st->unpickler->io) == 0
+    if (inbuf_open_file(&m.in, file) == 0
         && machine_set_options(&m, &opt) == 0) {
         result = machine_load(&m);
     }
@@ -2229,8 +2509,7 @@ unpickler_init(UnpicklerObject *self, PyObject *args, PyObject *kwargs)
     machine *m = &self->m;
     self->initialized = 0;
     machine_clear(m);
-    if (inbuf_open_file(&m->in, file, m->st->UnpicklingError,
-                        &m->ust->io) < 0
+    if (inbuf_open_file(&m->in, file) < 0
         || machine_set_options(m, &opt) < 0) {
         return -1;
     }

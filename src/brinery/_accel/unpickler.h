@@ -90,6 +90,10 @@ typedef struct {
     PyObject *buffers;          /* iterator, owned, or NULL */
     PyObject *find_class;       /* an override for this load, or NULL */
     PyObject *persistent_load;  /* an override for this load, or NULL */
+    /* BUILD interns the keys of state dicts; a pickle of many instances
+     * repeats the same (memoized) key objects, so their interned forms
+     * are remembered here during a load (allocated on first use). */
+    struct intern_slot *intern_cache;
 
     PyObject *stack_inline[MACHINE_INLINE_STACK];
     Py_ssize_t marks_inline[MACHINE_INLINE_MARKS];

@@ -6,9 +6,9 @@
 void
 memo_init(memo_table *memo)
 {
-    memset(memo->inline_vec, 0, sizeof(memo->inline_vec));
     memo->vec = memo->inline_vec;
     memo->capacity = MEMO_INLINE;
+    memo->extent = 0;
     memo->used = 0;
     memo->sparse = NULL;
 }
@@ -17,9 +17,15 @@ memo_init(memo_table *memo)
 static void
 memo_move(memo_table *dst, memo_table *src)
 {
-    *dst = *src;
+    dst->vec = src->vec;
+    dst->capacity = src->capacity;
+    dst->extent = src->extent;
+    dst->used = src->used;
+    dst->sparse = src->sparse;
     if (src->vec == src->inline_vec) {
         dst->vec = dst->inline_vec;
+        memcpy(dst->inline_vec, src->inline_vec,
+               (size_t)src->extent * sizeof(PyObject *));
     }
     memo_init(src);
 }
@@ -35,7 +41,7 @@ memo_clear(memo_table *memo)
         return;
     }
     memo_move(&old, memo);
-    for (Py_ssize_t i = 0; i < old.capacity && old.used > 0; i++) {
+    for (Py_ssize_t i = 0; i < old.extent && old.used > 0; i++) {
         if (old.vec[i] != NULL) {
             old.used--;
             Py_DECREF(old.vec[i]);
@@ -51,7 +57,7 @@ int
 memo_traverse(memo_table *memo, visitproc visit, void *arg)
 {
     if (memo->vec != NULL) {
-        for (Py_ssize_t i = 0; i < memo->capacity; i++) {
+        for (Py_ssize_t i = 0; i < memo->extent; i++) {
             Py_VISIT(memo->vec[i]);
         }
     }
@@ -90,7 +96,8 @@ memo_grow(memo_table *memo, Py_ssize_t index)
     if (memo->vec == memo->inline_vec) {
         vec = PyMem_Malloc((size_t)capacity * sizeof(PyObject *));
         if (vec != NULL) {
-            memcpy(vec, memo->inline_vec, sizeof(memo->inline_vec));
+            memcpy(vec, memo->inline_vec,
+                   (size_t)memo->extent * sizeof(PyObject *));
         }
     }
     else {
@@ -100,8 +107,6 @@ memo_grow(memo_table *memo, Py_ssize_t index)
         PyErr_NoMemory();
         return -1;
     }
-    memset(vec + old_capacity, 0,
-           (size_t)(capacity - old_capacity) * sizeof(PyObject *));
     memo->vec = vec;
     memo->capacity = capacity;
 
@@ -121,6 +126,9 @@ memo_grow(memo_table *memo, Py_ssize_t index)
             continue;
         }
         if (i < capacity) {
+            while (memo->extent <= i) {
+                memo->vec[memo->extent++] = NULL;
+            }
             memo->vec[i] = Py_NewRef(value);
             memo->used++;
             if (PyList_Append(moved, key) < 0) {
@@ -142,6 +150,15 @@ memo_grow(memo_table *memo, Py_ssize_t index)
 int
 memo_store_slow(memo_table *memo, Py_ssize_t index, PyObject *obj)
 {
+    if (index < memo->capacity) {
+        /* Beyond the initialised slots: clear the gap. */
+        while (memo->extent < index) {
+            memo->vec[memo->extent++] = NULL;
+        }
+        memo->vec[memo->extent++] = Py_NewRef(obj);
+        memo->used++;
+        return 0;
+    }
     Py_ssize_t size = memo_size(memo);
     if (index < MEMO_DENSE_SLACK
         || (size < PY_SSIZE_T_MAX / 4
@@ -193,7 +210,7 @@ memo_to_dict(memo_table *memo)
     if (dict == NULL) {
         return NULL;
     }
-    for (Py_ssize_t i = 0; memo->vec != NULL && i < memo->capacity; i++) {
+    for (Py_ssize_t i = 0; memo->vec != NULL && i < memo->extent; i++) {
         if (memo->vec[i] == NULL) {
             continue;
         }

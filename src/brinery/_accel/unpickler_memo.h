@@ -7,7 +7,9 @@
  * MEMO_DENSE_SLACK + 2 * size); any other index goes to a dict, `sparse`.
  * Memory therefore stays proportional to the number of PUTs, whatever the
  * indices say. An index is kept in exactly one of the two places: below
- * `capacity` in the vector, at or above it in the dict.
+ * `capacity` in the vector, at or above it in the dict. Only the first
+ * `extent` slots of the vector are initialised (so an empty memo costs no
+ * clearing): a slot at or beyond `extent` is empty.
  *
  * A memo filled from Python (Unpickler.memo = {...}) may also hold an
  * index too large for Py_ssize_t: such keys live in the dict as ints.
@@ -23,6 +25,7 @@
 typedef struct {
     PyObject **vec;             /* vec[i]: the object at index i, or NULL */
     Py_ssize_t capacity;        /* length of vec */
+    Py_ssize_t extent;          /* slots of vec initialised */
     Py_ssize_t used;            /* non-NULL entries of vec */
     PyObject *sparse;           /* dict {int: object} for the rest, or NULL */
     PyObject *inline_vec[MEMO_INLINE];
@@ -49,7 +52,7 @@ static inline PyObject *
 memo_lookup(memo_table *memo, Py_ssize_t index)
 {
     if (index < memo->capacity) {
-        return index >= 0 ? memo->vec[index] : NULL;
+        return index >= 0 && index < memo->extent ? memo->vec[index] : NULL;
     }
     return memo->sparse ? memo_lookup_sparse(memo, index) : NULL;
 }
@@ -60,7 +63,14 @@ int memo_store_slow(memo_table *memo, Py_ssize_t index, PyObject *obj);
 static inline int
 memo_store(memo_table *memo, Py_ssize_t index, PyObject *obj)
 {
-    if (index < memo->capacity) {
+    if (index == memo->extent && index < memo->capacity) {
+        /* The usual case: the next index. */
+        memo->vec[index] = Py_NewRef(obj);
+        memo->extent = index + 1;
+        memo->used++;
+        return 0;
+    }
+    if (index < memo->extent) {
         PyObject *old = memo->vec[index];
         memo->vec[index] = Py_NewRef(obj);
         if (old == NULL) {
