@@ -213,9 +213,11 @@ reserve(inbuf *in, Py_ssize_t need)
     if (need <= in->capacity) {
         return 0;
     }
+    /* Grow by half for small steps; a large need (a payload) is met
+     * exactly, so the storage never holds much more than the data. */
     Py_ssize_t cap = in->capacity < 4096 ? 4096 : in->capacity;
-    if (cap <= PY_SSIZE_T_MAX / 2 && cap * 2 > need) {
-        cap *= 2;
+    if (cap <= PY_SSIZE_T_MAX / 3 * 2 && cap + cap / 2 > need) {
+        cap += cap / 2;
     }
     else {
         cap = need;
@@ -293,6 +295,8 @@ readinto_append(inbuf *in, Py_ssize_t n)
         return -1;
     }
     PyObject *res = PyObject_CallOneArg(in->readinto, view);
+    /* Release the view whatever readinto did, keeping its exception. */
+    PyObject *exc = res == NULL ? inbuf_take_exception() : NULL;
     PyObject *released = PyObject_CallMethodNoArgs(view, in->names->release);
     Py_DECREF(view);
     if (released == NULL) {
@@ -303,8 +307,13 @@ readinto_append(inbuf *in, Py_ssize_t n)
         in->data = NULL;
         in->end = 0;
         Py_XDECREF(res);
+        if (exc != NULL) {
+            PyErr_Clear();
+            inbuf_restore_exception(exc);
+        }
         return -1;
     }
+    inbuf_restore_exception(exc);
     Py_DECREF(released);
     if (res == NULL) {
         return -1;

@@ -54,6 +54,44 @@ inbuf_lookup_attr(PyObject *obj, PyObject *name, PyObject **result)
 #endif
 }
 
+/* Take the pending exception (normalized), leaving none set; NULL when
+ * there is none. */
+static inline PyObject *
+inbuf_take_exception(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (type == NULL) {
+        return NULL;
+    }
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL && value != NULL) {
+        PyException_SetTraceback(value, tb);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+#endif
+}
+
+/* Make exc (a reference, stolen; may be NULL) the pending exception. */
+static inline void
+inbuf_restore_exception(PyObject *exc)
+{
+    if (exc == NULL) {
+        return;
+    }
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    PyObject *tb = PyException_GetTraceback(exc);
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, tb);
+#endif
+}
+
 typedef struct {
     const char *data;       /* the window: the caller's bytes or `storage` */
     Py_ssize_t end;         /* bytes valid in the window */
@@ -91,8 +129,8 @@ int inbuf_traverse(inbuf *in, visitproc visit, void *arg);
 /* Start a load: decide whether the file is seekable (first time), empty
  * the window. */
 int inbuf_begin(inbuf *in);
-/* End a load at pos: with give_back (a load that reached STOP), give the
- * unread rest back to a seekable file; empty the window. */
+/* End a load at pos: with give_back, give the unread rest back to a
+ * seekable file; empty the window. */
 int inbuf_finish(inbuf *in, Py_ssize_t pos, int give_back);
 
 /* Make data[pos:pos+n] available. Returns the position of those bytes in

@@ -73,48 +73,12 @@ static const char *const opcode_names[256] = {
 
 /* --------------------------------------------------- exception helpers */
 
-/* Take the current exception (normalized), leaving none set. */
-static PyObject *
-take_exception(void)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    return PyErr_GetRaisedException();
-#else
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    if (type == NULL) {
-        return NULL;
-    }
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (tb != NULL && value != NULL) {
-        PyException_SetTraceback(value, tb);
-    }
-    Py_XDECREF(type);
-    Py_XDECREF(tb);
-    return value;
-#endif
-}
-
-static void
-restore_exception(PyObject *exc)
-{
-    if (exc == NULL) {
-        return;
-    }
-#if PY_VERSION_HEX >= 0x030C0000
-    PyErr_SetRaisedException(exc);
-#else
-    PyObject *tb = PyException_GetTraceback(exc);
-    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, tb);
-#endif
-}
-
 /* Add "when unpickling OP at byte N" to the pending exception, if it is
  * an Exception (KeyboardInterrupt and the like pass untouched). */
 static void
 add_position_note(machine *m, int op, Py_ssize_t offset)
 {
-    PyObject *exc = take_exception();
+    PyObject *exc = inbuf_take_exception();
     if (exc != NULL && PyObject_TypeCheck(exc,
                                           (PyTypeObject *)PyExc_Exception)) {
         char name[32];
@@ -134,7 +98,7 @@ add_position_note(machine *m, int op, Py_ssize_t offset)
         }
         Py_XDECREF(res);
     }
-    restore_exception(exc);
+    inbuf_restore_exception(exc);
 }
 
 static int
@@ -802,7 +766,10 @@ op_unicode(machine *m)
     if (line == NULL) {
         return -1;
     }
-    PyObject *value = PyUnicode_DecodeRawUnicodeEscape(line, len - 1, NULL);
+    /* Through the codec registry, as str(line, "raw-unicode-escape")
+     * does (Python 3.12+ notes which codec failed). */
+    PyObject *value = PyUnicode_Decode(line, len - 1, "raw-unicode-escape",
+                                       NULL);
     return value == NULL ? -1 : stack_push(m, value);
 }
 
@@ -2258,8 +2225,20 @@ machine_load(machine *m)
         return NULL;
     }
     PyObject *result = machine_run(m);
-    if (inbuf_finish(&m->in, m->pos, result != NULL) < 0) {
-        Py_CLEAR(result);
+    /* Give back what was read past the stopping point (after STOP, or
+     * after the failing opcode, as CPython's exact reads would leave the
+     * file); a failure to seek does not hide the original error. */
+    if (result != NULL) {
+        if (inbuf_finish(&m->in, m->pos, 1) < 0) {
+            Py_CLEAR(result);
+        }
+    }
+    else {
+        PyObject *exc = inbuf_take_exception();
+        if (inbuf_finish(&m->in, m->pos, 1) < 0) {
+            PyErr_Clear();
+        }
+        inbuf_restore_exception(exc);
     }
     machine_reset_stack(m);
     intern_cache_clear(m);
