@@ -1350,7 +1350,7 @@ def test_no_leaks_with_unpickler_objects():
                 pass
         unpickler.memo = {1: [1]}
         unpickler.memo
-    assert _growth_per_call(run, 3) < 8
+    assert _growth_per_call(run, 3, repeat=100) < 8
 
 
 # -------------------------------------------------------------- Python 2

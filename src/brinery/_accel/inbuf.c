@@ -210,7 +210,8 @@ inbuf_finish(inbuf *in, Py_ssize_t pos, int give_back)
 static int
 reserve(inbuf *in, Py_ssize_t need)
 {
-    if (need <= in->capacity) {
+    /* Even for nothing there is storage: callers copy to storage + end. */
+    if (need <= in->capacity && in->storage != NULL) {
         return 0;
     }
     /* Grow by half for small steps; a large need (a payload) is met
