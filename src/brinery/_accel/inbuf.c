@@ -13,35 +13,10 @@ truncated(inbuf *in)
     return -1;
 }
 
-void
-inbuf_init(inbuf *in, PyObject *error, const inbuf_names *names)
-{
-    in->data = NULL;
-    in->end = 0;
-    in->base = 0;
-    in->error = error;
-    in->names = names;
-    in->held = NULL;
-    in->has_view = 0;
-    in->file = NULL;
-    in->read = NULL;
-    in->readline = NULL;
-    in->readinto = NULL;
-    in->seekable = -1;
-    in->storage = NULL;
-    in->capacity = 0;
-}
-
+/* A bytes-like object other than exact bytes: its buffer, held. */
 int
-inbuf_open_memory(inbuf *in, PyObject *obj)
+inbuf_open_buffer(inbuf *in, PyObject *obj)
 {
-    if (PyBytes_CheckExact(obj)) {
-        in->held = Py_NewRef(obj);
-        in->data = PyBytes_AS_STRING(obj);
-        in->end = PyBytes_GET_SIZE(obj);
-        in->base = 0;
-        return 0;
-    }
     if (PyObject_GetBuffer(obj, &in->view, PyBUF_SIMPLE) < 0) {
         /* Not a plain contiguous buffer: go the way of the pure
          * implementation, memoryview(obj).cast("B"), which either works

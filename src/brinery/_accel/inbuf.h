@@ -115,9 +115,40 @@ typedef struct {
 } inbuf;
 
 /* An input buffer reading nothing yet. */
-void inbuf_init(inbuf *in, PyObject *error, const inbuf_names *names);
-/* Read from the bytes-like obj (loads). */
-int inbuf_open_memory(inbuf *in, PyObject *obj);
+static inline void
+inbuf_init(inbuf *in, PyObject *error, const inbuf_names *names)
+{
+    in->data = NULL;
+    in->end = 0;
+    in->base = 0;
+    in->error = error;
+    in->names = names;
+    in->held = NULL;
+    in->has_view = 0;
+    in->file = NULL;
+    in->read = NULL;
+    in->readline = NULL;
+    in->readinto = NULL;
+    in->seekable = -1;
+    in->storage = NULL;
+    in->capacity = 0;
+}
+
+int inbuf_open_buffer(inbuf *in, PyObject *obj);
+
+/* Read from the bytes-like obj (loads); exact bytes are read in place. */
+static inline int
+inbuf_open_memory(inbuf *in, PyObject *obj)
+{
+    if (PyBytes_CheckExact(obj)) {
+        in->held = Py_NewRef(obj);
+        in->data = PyBytes_AS_STRING(obj);
+        in->end = PyBytes_GET_SIZE(obj);
+        in->base = 0;
+        return 0;
+    }
+    return inbuf_open_buffer(in, obj);
+}
 /* Read from a file object (load): looks up peek, readinto, read and
  * readline in that order (only AttributeError means absent) and raises
  * TypeError when read or readline is missing. */

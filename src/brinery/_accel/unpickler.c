@@ -16,10 +16,10 @@
  * and memo storage, so a small pickle costs no allocation but its
  * objects.
  *
- * Safe mode (a later addition) plugs in at one place: machine_run() is
- * written as machine_loop(m, checked) with `checked` a compile-time
- * constant; the checked instance adds per-opcode limit and policy checks
- * behind `if (checked)`, which the normal instance compiles away.
+ * Safe mode (a later addition) plugs in where an opcode has been fetched,
+ * before it is dispatched: one test of a machine field (a pointer to the
+ * limits and policy, NULL in normal mode) sends a checked load through
+ * its per-opcode checks, so the normal path pays one predictable branch.
  */
 #include "unpickler.h"
 
@@ -294,10 +294,12 @@ stack_pop_list(machine *m, Py_ssize_t height)
 }
 
 /* Release the stack and marks after a load; keep small storage. */
-static void
+static inline void
 machine_reset_stack(machine *m)
 {
-    stack_drop_to(m, 0);
+    if (m->len > 0) {
+        stack_drop_to(m, 0);
+    }
     m->nmarks = 0;
     m->fence = 0;
     if (m->stack != m->stack_inline && m->capacity > 1024) {
@@ -334,6 +336,33 @@ machine_clear(machine *m)
     Py_CLEAR(m->buffers);
     Py_CLEAR(m->find_class);
     Py_CLEAR(m->persistent_load);
+}
+
+/* machine_clear for a machine on the C stack (loads, load): nothing
+ * else can see it, so its memo is released without detaching. */
+static void
+machine_release(machine *m)
+{
+    machine_reset_stack(m);
+    if (m->stack != m->stack_inline) {
+        PyMem_Free(m->stack);
+    }
+    if (m->marks != m->marks_inline) {
+        PyMem_Free(m->marks);
+    }
+    intern_cache_clear(m);
+    memo_release(&m->memo);
+    if (m->in.held != NULL && m->in.file == NULL && !m->in.has_view) {
+        Py_CLEAR(m->in.held);       /* loads() of bytes: nothing else */
+    }
+    else {
+        inbuf_close(&m->in);
+    }
+    Py_XDECREF(m->encoding);
+    Py_XDECREF(m->errors);
+    Py_XDECREF(m->buffers);
+    Py_XDECREF(m->find_class);
+    Py_XDECREF(m->persistent_load);
 }
 
 static int
@@ -531,21 +560,34 @@ decode_utf8(const unsigned char *s, Py_ssize_t n)
     if (str == NULL) {
         return NULL;
     }
-    unsigned char *out = PyUnicode_1BYTE_DATA(str);
-    Py_ssize_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t word;
-        memcpy(&word, s + i, 8);
-        if (word & UINT64_C(0x8080808080808080)) {
+    /* A compact ASCII string's characters follow its header. */
+    unsigned char *out = (unsigned char *)(((PyASCIIObject *)str) + 1);
+    const uint64_t high = UINT64_C(0x8080808080808080);
+    uint64_t word;
+    if (n >= 8) {
+        Py_ssize_t i = 0;
+        for (; i + 8 < n; i += 8) {
+            memcpy(&word, s + i, 8);
+            if (word & high) {
+                goto wide;
+            }
+            memcpy(out + i, &word, 8);
+        }
+        /* The last 8 bytes, overlapping what was copied. */
+        memcpy(&word, s + n - 8, 8);
+        if (word & high) {
             goto wide;
         }
-        memcpy(out + i, &word, 8);
+        memcpy(out + n - 8, &word, 8);
+        return str;
     }
-    for (; i < n; i++) {
-        if (s[i] & 0x80) {
-            goto wide;
-        }
+    unsigned char acc = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        acc |= s[i];
         out[i] = s[i];
+    }
+    if (acc & 0x80) {
+        goto wide;
     }
     return str;
 
@@ -766,10 +808,13 @@ op_unicode(machine *m)
     if (line == NULL) {
         return -1;
     }
-    /* Through the codec registry, as str(line, "raw-unicode-escape")
-     * does (Python 3.12+ notes which codec failed). */
-    PyObject *value = PyUnicode_Decode(line, len - 1, "raw-unicode-escape",
-                                       NULL);
+    PyObject *value = PyUnicode_DecodeRawUnicodeEscape(line, len - 1, NULL);
+    if (value == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+        /* Again through the codec registry, for the exception that
+         * str(line, "raw-unicode-escape") raises (3.12+ adds a note). */
+        PyErr_Clear();
+        value = PyUnicode_Decode(line, len - 1, "raw-unicode-escape", NULL);
+    }
     return value == NULL ? -1 : stack_push(m, value);
 }
 
@@ -1172,8 +1217,7 @@ intern_key(machine *m, PyObject *key)
  * getattr are the generic ones, __dict__ is the standard descriptor and
  * no key names a data descriptor, but it fills the instance's inline
  * values without making its __dict__ a separate dict object. Returns 1
- * when done, 0 when the object does not qualify (nothing was changed),
- * -1 on error. */
+ * when done, 0 when the object or a key does not qualify, -1 on error. */
 static int
 setstate_as_attributes(machine *m, PyObject *inst, PyObject *state)
 {
@@ -1190,6 +1234,9 @@ setstate_as_attributes(machine *m, PyObject *inst, PyObject *state)
     if (dict_descr == NULL || !Py_IS_TYPE(dict_descr, &PyGetSetDescr_Type)) {
         return 0;
     }
+    /* Keys are checked as they come: when one does not qualify, the
+     * caller starts over through __dict__, which sets the keys done here
+     * again to the same values (their order in the dict unchanged). */
     while (PyDict_Next(state, &it, &key, &value)) {
         if (!PyUnicode_CheckExact(key)) {
             return 0;
@@ -1198,9 +1245,6 @@ setstate_as_attributes(machine *m, PyObject *inst, PyObject *state)
         if (descr != NULL && Py_TYPE(descr)->tp_descr_set != NULL) {
             return 0;
         }
-    }
-    it = 0;
-    while (PyDict_Next(state, &it, &key, &value)) {
         Py_INCREF(value);
         PyObject *name = intern_key(m, key);
         int rc = name == NULL ? -1 : PyObject_GenericSetAttr(inst, name,
@@ -1284,6 +1328,15 @@ slots:
             return -1;
         }
         while ((rc = items_next(&it, &key, &value)) > 0) {
+            if (PyUnicode_CheckExact(key)) {
+                /* setattr would intern the name itself, at a cost. */
+                Py_SETREF(key, intern_key(m, key));
+                if (key == NULL) {
+                    Py_DECREF(value);
+                    rc = -1;
+                    break;
+                }
+            }
             rc = PyObject_SetAttr(inst, key, value);
             Py_DECREF(key);
             Py_DECREF(value);
@@ -1749,17 +1802,40 @@ op_readonly_buffer(machine *m)
 
 /* ------------------------------------------------------------ the loop */
 
+/* GCC and Clang can jump through a table of labels ("computed goto"),
+ * which dispatches faster than a switch. */
+#if defined(__GNUC__) && !defined(BRINERY_NO_COMPUTED_GOTO)
+#  define USE_COMPUTED_GOTO 1
+#  define TARGET(name) case name: target_##name:
+#  define TARGET_INVALID default: target_invalid:
+/* Fetch the next opcode and jump to its code (the slow case, refilling
+ * the window, goes through the top of the loop). */
+#  define DISPATCH() \
+    do { \
+        if (UNLIKELY(pos >= end)) { \
+            goto next_opcode; \
+        } \
+        op_offset = base + pos; \
+        op = data[pos++]; \
+        goto *dispatch_table[op]; \
+    } while (0)
+#else
+#  define USE_COMPUTED_GOTO 0
+#  define TARGET(name) case name:
+#  define TARGET_INVALID default:
+#  define DISPATCH() continue
+#endif
+
 /* Run the machine from m->pos to STOP. Returns the object on top of the
  * stack at STOP (new reference) and leaves m->pos after STOP, or NULL
  * with an exception carrying the position note. */
-static ALWAYS_INLINE PyObject *
-machine_loop(machine *m, const int checked)
+static PyObject *
+machine_run(machine *m)
 {
     const unsigned char *data = (const unsigned char *)m->in.data;
     Py_ssize_t pos = m->pos, end = m->in.end, base = m->in.base;
     Py_ssize_t op_offset = 0;
     int op = 0;
-    (void)checked;
 
 /* After the input window may have moved (a fill or a handler that read). */
 #define RELOAD() \
@@ -1796,8 +1872,123 @@ machine_loop(machine *m, const int checked)
         } \
     } while (0)
 #define AVAILABLE() (m->len - m->fence)
+/* After pushing a new object: picklers memoize nearly every one, so take
+ * a MEMOIZE or BINPUT that follows right here, saving a trip through the
+ * dispatch (it is exactly what its case below does; the stack is not
+ * empty). */
+#define TAKE_MEMO_OPCODE() \
+    do { \
+        if (pos < end && data[pos] == OP_MEMOIZE) { \
+            op = OP_MEMOIZE; \
+            op_offset = base + pos; \
+            pos += 1; \
+            if (UNLIKELY(memo_store(&m->memo, memo_size(&m->memo), \
+                                    m->stack[m->len - 1]) < 0)) { \
+                goto error; \
+            } \
+        } \
+        else if (end - pos >= 2 && data[pos] == OP_BINPUT) { \
+            op = OP_BINPUT; \
+            op_offset = base + pos; \
+            if (UNLIKELY(memo_store(&m->memo, data[pos + 1], \
+                                    m->stack[m->len - 1]) < 0)) { \
+                goto error; \
+            } \
+            pos += 2; \
+        } \
+        else if (end - pos >= 5 && data[pos] == OP_LONG_BINPUT) { \
+            op = OP_LONG_BINPUT; \
+            op_offset = base + pos; \
+            if (UNLIKELY(memo_store(&m->memo, \
+                                    (Py_ssize_t)read_u32(data + pos + 1), \
+                                    m->stack[m->len - 1]) < 0)) { \
+                goto error; \
+            } \
+            pos += 5; \
+        } \
+    } while (0)
+
+#if USE_COMPUTED_GOTO
+    /* Threaded dispatch: each opcode's code jumps straight to the next
+     * one's (see DISPATCH); the switch below is the portable form. */
+#  pragma GCC diagnostic push
+#  pragma GCC diagnostic ignored "-Woverride-init"
+    static const void *const dispatch_table[256] = {
+        [0 ... 255] = &&target_invalid,
+        [OP_EMPTY_LIST] = &&target_OP_EMPTY_LIST,
+        [OP_EMPTY_DICT] = &&target_OP_EMPTY_DICT,
+        [OP_EMPTY_TUPLE] = &&target_OP_EMPTY_TUPLE,
+        [OP_EMPTY_SET] = &&target_OP_EMPTY_SET,
+        [OP_MARK] = &&target_OP_MARK,
+        [OP_APPEND] = &&target_OP_APPEND,
+        [OP_APPENDS] = &&target_OP_APPENDS,
+        [OP_SETITEM] = &&target_OP_SETITEM,
+        [OP_SETITEMS] = &&target_OP_SETITEMS,
+        [OP_ADDITEMS] = &&target_OP_ADDITEMS,
+        [OP_LIST] = &&target_OP_LIST,
+        [OP_TUPLE] = &&target_OP_TUPLE,
+        [OP_TUPLE1] = &&target_OP_TUPLE1,
+        [OP_TUPLE2] = &&target_OP_TUPLE2,
+        [OP_TUPLE3] = &&target_OP_TUPLE3,
+        [OP_DICT] = &&target_OP_DICT,
+        [OP_FROZENSET] = &&target_OP_FROZENSET,
+        [OP_POP] = &&target_OP_POP,
+        [OP_POP_MARK] = &&target_OP_POP_MARK,
+        [OP_DUP] = &&target_OP_DUP,
+        [OP_BINPUT] = &&target_OP_BINPUT,
+        [OP_LONG_BINPUT] = &&target_OP_LONG_BINPUT,
+        [OP_MEMOIZE] = &&target_OP_MEMOIZE,
+        [OP_BINGET] = &&target_OP_BINGET,
+        [OP_LONG_BINGET] = &&target_OP_LONG_BINGET,
+        [OP_GET] = &&target_OP_GET,
+        [OP_PUT] = &&target_OP_PUT,
+        [OP_NONE] = &&target_OP_NONE,
+        [OP_NEWTRUE] = &&target_OP_NEWTRUE,
+        [OP_NEWFALSE] = &&target_OP_NEWFALSE,
+        [OP_BININT1] = &&target_OP_BININT1,
+        [OP_BININT2] = &&target_OP_BININT2,
+        [OP_BININT] = &&target_OP_BININT,
+        [OP_BINFLOAT] = &&target_OP_BINFLOAT,
+        [OP_LONG1] = &&target_OP_LONG1,
+        [OP_LONG4] = &&target_OP_LONG4,
+        [OP_INT] = &&target_OP_INT,
+        [OP_LONG] = &&target_OP_LONG,
+        [OP_FLOAT] = &&target_OP_FLOAT,
+        [OP_SHORT_BINUNICODE] = &&target_OP_SHORT_BINUNICODE,
+        [OP_BINUNICODE] = &&target_OP_BINUNICODE,
+        [OP_BINUNICODE8] = &&target_OP_BINUNICODE8,
+        [OP_SHORT_BINBYTES] = &&target_OP_SHORT_BINBYTES,
+        [OP_BINBYTES] = &&target_OP_BINBYTES,
+        [OP_BINBYTES8] = &&target_OP_BINBYTES8,
+        [OP_BYTEARRAY8] = &&target_OP_BYTEARRAY8,
+        [OP_SHORT_BINSTRING] = &&target_OP_SHORT_BINSTRING,
+        [OP_BINSTRING] = &&target_OP_BINSTRING,
+        [OP_STRING] = &&target_OP_STRING,
+        [OP_UNICODE] = &&target_OP_UNICODE,
+        [OP_NEXT_BUFFER] = &&target_OP_NEXT_BUFFER,
+        [OP_READONLY_BUFFER] = &&target_OP_READONLY_BUFFER,
+        [OP_GLOBAL] = &&target_OP_GLOBAL,
+        [OP_STACK_GLOBAL] = &&target_OP_STACK_GLOBAL,
+        [OP_REDUCE] = &&target_OP_REDUCE,
+        [OP_BUILD] = &&target_OP_BUILD,
+        [OP_NEWOBJ] = &&target_OP_NEWOBJ,
+        [OP_NEWOBJ_EX] = &&target_OP_NEWOBJ_EX,
+        [OP_INST] = &&target_OP_INST,
+        [OP_OBJ] = &&target_OP_OBJ,
+        [OP_EXT1] = &&target_OP_EXT1,
+        [OP_EXT2] = &&target_OP_EXT2,
+        [OP_EXT4] = &&target_OP_EXT4,
+        [OP_PERSID] = &&target_OP_PERSID,
+        [OP_BINPERSID] = &&target_OP_BINPERSID,
+        [OP_PROTO] = &&target_OP_PROTO,
+        [OP_FRAME] = &&target_OP_FRAME,
+        [OP_STOP] = &&target_OP_STOP,
+    };
+#  pragma GCC diagnostic pop
+#endif
 
     for (;;) {
+    next_opcode:
         if (UNLIKELY(pos >= end)) {
             Py_ssize_t filled = fetch_opcode(m, pos);
             RELOAD();
@@ -1809,28 +2000,33 @@ machine_loop(machine *m, const int checked)
         }
         op_offset = base + pos;
         op = data[pos++];
-        /* Safe mode's per-opcode checks go here, under `if (checked)`. */
+        /* Safe mode's per-opcode checks go here (see the file comment). */
+#if USE_COMPUTED_GOTO
+        goto *dispatch_table[op];
+#endif
         switch (op) {
 
         /* Containers and the stack. */
-        case OP_EMPTY_LIST:
+        TARGET(OP_EMPTY_LIST)
             PUSH(PyList_New(0));
-            break;
-        case OP_EMPTY_DICT:
+            TAKE_MEMO_OPCODE();
+            DISPATCH();
+        TARGET(OP_EMPTY_DICT)
             PUSH(PyDict_New());
-            break;
-        case OP_EMPTY_TUPLE:
+            TAKE_MEMO_OPCODE();
+            DISPATCH();
+        TARGET(OP_EMPTY_TUPLE)
             PUSH(PyTuple_New(0));
-            break;
-        case OP_EMPTY_SET:
+            DISPATCH();
+        TARGET(OP_EMPTY_SET)
             PUSH(PySet_New(NULL));
-            break;
-        case OP_MARK:
+            DISPATCH();
+        TARGET(OP_MARK)
             if (UNLIKELY(push_mark(m) < 0)) {
                 goto error;
             }
-            break;
-        case OP_APPEND: {
+            DISPATCH();
+        TARGET(OP_APPEND) {
             if (AVAILABLE() >= 2 && PyList_CheckExact(m->stack[m->len - 2])) {
                 PyObject *value = m->stack[m->len - 1];
                 if (UNLIKELY(PyList_Append(m->stack[m->len - 2], value) < 0)) {
@@ -1838,77 +2034,77 @@ machine_loop(machine *m, const int checked)
                 }
                 m->len--;
                 Py_DECREF(value);
-                break;
+                DISPATCH();
             }
             CALL(op_append(m));
-            break;
+            DISPATCH();
         }
-        case OP_APPENDS:
+        TARGET(OP_APPENDS)
             CALL(op_appends(m));
-            break;
-        case OP_SETITEM:
+            DISPATCH();
+        TARGET(OP_SETITEM)
             CALL(op_setitem(m));
-            break;
-        case OP_SETITEMS:
+            DISPATCH();
+        TARGET(OP_SETITEMS)
             CALL(op_setitems(m));
-            break;
-        case OP_ADDITEMS:
+            DISPATCH();
+        TARGET(OP_ADDITEMS)
             CALL(op_additems(m));
-            break;
-        case OP_LIST: {
+            DISPATCH();
+        TARGET(OP_LIST) {
             Py_ssize_t mark = pop_mark(m);
             if (mark < 0) {
                 goto error;
             }
             PUSH(stack_pop_list(m, mark));
-            break;
+            DISPATCH();
         }
-        case OP_TUPLE: {
+        TARGET(OP_TUPLE) {
             Py_ssize_t mark = pop_mark(m);
             if (mark < 0) {
                 goto error;
             }
             PUSH(stack_pop_tuple(m, mark));
-            break;
+            DISPATCH();
         }
-        case OP_TUPLE1:
-        case OP_TUPLE2:
-        case OP_TUPLE3: {
+        TARGET(OP_TUPLE1)
+        TARGET(OP_TUPLE2)
+        TARGET(OP_TUPLE3) {
             Py_ssize_t n = op - OP_TUPLE1 + 1;
             if (UNLIKELY(AVAILABLE() < n)) {
                 stack_error(m);
                 goto error;
             }
             PUSH(stack_pop_tuple(m, m->len - n));
-            break;
+            DISPATCH();
         }
-        case OP_DICT:
+        TARGET(OP_DICT)
             CALL(op_dict(m));
-            break;
-        case OP_FROZENSET:
+            DISPATCH();
+        TARGET(OP_FROZENSET)
             CALL(op_frozenset(m));
-            break;
-        case OP_POP:
+            DISPATCH();
+        TARGET(OP_POP)
             CALL(op_pop(m));
-            break;
-        case OP_POP_MARK: {
+            DISPATCH();
+        TARGET(OP_POP_MARK) {
             Py_ssize_t mark = pop_mark(m);
             if (mark < 0) {
                 goto error;
             }
             stack_drop_to(m, mark);
-            break;
+            DISPATCH();
         }
-        case OP_DUP:
+        TARGET(OP_DUP)
             if (UNLIKELY(AVAILABLE() < 1)) {
                 stack_error(m);
                 goto error;
             }
             PUSH(Py_NewRef(m->stack[m->len - 1]));
-            break;
+            DISPATCH();
 
         /* Memo. */
-        case OP_BINPUT:
+        TARGET(OP_BINPUT)
             NEED(1);
             if (UNLIKELY(AVAILABLE() < 1)) {
                 stack_error(m);
@@ -1919,8 +2115,8 @@ machine_loop(machine *m, const int checked)
                 goto error;
             }
             pos += 1;
-            break;
-        case OP_LONG_BINPUT:
+            DISPATCH();
+        TARGET(OP_LONG_BINPUT)
             NEED(4);
             if (UNLIKELY(AVAILABLE() < 1)) {
                 stack_error(m);
@@ -1931,8 +2127,8 @@ machine_loop(machine *m, const int checked)
                 goto error;
             }
             pos += 4;
-            break;
-        case OP_MEMOIZE:
+            DISPATCH();
+        TARGET(OP_MEMOIZE)
             if (UNLIKELY(AVAILABLE() < 1)) {
                 stack_error(m);
                 goto error;
@@ -1941,9 +2137,9 @@ machine_loop(machine *m, const int checked)
                                     m->stack[m->len - 1]) < 0)) {
                 goto error;
             }
-            break;
-        case OP_BINGET:
-        case OP_LONG_BINGET: {
+            DISPATCH();
+        TARGET(OP_BINGET)
+        TARGET(OP_LONG_BINGET) {
             Py_ssize_t index;
             if (op == OP_BINGET) {
                 NEED(1);
@@ -1960,41 +2156,41 @@ machine_loop(machine *m, const int checked)
                 goto error;
             }
             PUSH(Py_NewRef(value));
-            break;
+            DISPATCH();
         }
-        case OP_GET:
+        TARGET(OP_GET)
             CALL(op_get(m));
-            break;
-        case OP_PUT:
+            DISPATCH();
+        TARGET(OP_PUT)
             CALL(op_put(m));
-            break;
+            DISPATCH();
 
         /* Scalars. */
-        case OP_NONE:
+        TARGET(OP_NONE)
             PUSH(Py_NewRef(Py_None));
-            break;
-        case OP_NEWTRUE:
+            DISPATCH();
+        TARGET(OP_NEWTRUE)
             PUSH(Py_NewRef(Py_True));
-            break;
-        case OP_NEWFALSE:
+            DISPATCH();
+        TARGET(OP_NEWFALSE)
             PUSH(Py_NewRef(Py_False));
-            break;
-        case OP_BININT1:
+            DISPATCH();
+        TARGET(OP_BININT1)
             NEED(1);
             PUSH(PyLong_FromLong(data[pos]));
             pos += 1;
-            break;
-        case OP_BININT2:
+            DISPATCH();
+        TARGET(OP_BININT2)
             NEED(2);
             PUSH(PyLong_FromLong(data[pos] | data[pos + 1] << 8));
             pos += 2;
-            break;
-        case OP_BININT:
+            DISPATCH();
+        TARGET(OP_BININT)
             NEED(4);
             PUSH(PyLong_FromLong((int32_t)read_u32(data + pos)));
             pos += 4;
-            break;
-        case OP_BINFLOAT: {
+            DISPATCH();
+        TARGET(OP_BINFLOAT) {
             NEED(8);
             double value = PyFloat_Unpack8((const char *)data + pos, 0);
             if (value == -1.0 && PyErr_Occurred()) {
@@ -2002,43 +2198,45 @@ machine_loop(machine *m, const int checked)
             }
             PUSH(PyFloat_FromDouble(value));
             pos += 8;
-            break;
+            DISPATCH();
         }
-        case OP_LONG1:
+        TARGET(OP_LONG1)
             CALL(op_counted_long(m, 1));
-            break;
-        case OP_LONG4:
+            DISPATCH();
+        TARGET(OP_LONG4)
             CALL(op_counted_long(m, 4));
-            break;
-        case OP_INT:
+            DISPATCH();
+        TARGET(OP_INT)
             CALL(op_int(m));
-            break;
-        case OP_LONG:
+            DISPATCH();
+        TARGET(OP_LONG)
             CALL(op_long(m));
-            break;
-        case OP_FLOAT:
+            DISPATCH();
+        TARGET(OP_FLOAT)
             CALL(op_float(m));
-            break;
+            DISPATCH();
 
         /* Text and bytes. */
-        case OP_SHORT_BINUNICODE: {
+        TARGET(OP_SHORT_BINUNICODE) {
             NEED(1);
             Py_ssize_t n = data[pos];
             NEED(1 + n);
             PUSH(decode_utf8(data + pos + 1, n));
             pos += 1 + n;
-            break;
+            TAKE_MEMO_OPCODE();
+            DISPATCH();
         }
-        case OP_BINUNICODE: {
+        TARGET(OP_BINUNICODE) {
             NEED(4);
             Py_ssize_t n = (Py_ssize_t)read_u32(data + pos);
             pos += 4;
             NEED(n);
             PUSH(decode_utf8(data + pos, n));
             pos += n;
-            break;
+            TAKE_MEMO_OPCODE();
+            DISPATCH();
         }
-        case OP_BINUNICODE8: {
+        TARGET(OP_BINUNICODE8) {
             NEED(8);
             uint64_t n = read_u64(data + pos);
             if (n > (uint64_t)PY_SSIZE_T_MAX) {
@@ -2049,27 +2247,27 @@ machine_loop(machine *m, const int checked)
             NEED((Py_ssize_t)n);
             PUSH(decode_utf8(data + pos, (Py_ssize_t)n));
             pos += (Py_ssize_t)n;
-            break;
+            DISPATCH();
         }
-        case OP_SHORT_BINBYTES: {
+        TARGET(OP_SHORT_BINBYTES) {
             NEED(1);
             Py_ssize_t n = data[pos];
             NEED(1 + n);
             PUSH(PyBytes_FromStringAndSize((const char *)data + pos + 1, n));
             pos += 1 + n;
-            break;
+            DISPATCH();
         }
-        case OP_BINBYTES: {
+        TARGET(OP_BINBYTES) {
             NEED(4);
             Py_ssize_t n = (Py_ssize_t)read_u32(data + pos);
             pos += 4;
             NEED(n);
             PUSH(PyBytes_FromStringAndSize((const char *)data + pos, n));
             pos += n;
-            break;
+            DISPATCH();
         }
-        case OP_BINBYTES8:
-        case OP_BYTEARRAY8: {
+        TARGET(OP_BINBYTES8)
+        TARGET(OP_BYTEARRAY8) {
             NEED(8);
             uint64_t n = read_u64(data + pos);
             if (n > (uint64_t)PY_SSIZE_T_MAX) {
@@ -2084,81 +2282,81 @@ machine_loop(machine *m, const int checked)
                  ? PyBytes_FromStringAndSize(s, (Py_ssize_t)n)
                  : PyByteArray_FromStringAndSize(s, (Py_ssize_t)n));
             pos += (Py_ssize_t)n;
-            break;
+            DISPATCH();
         }
-        case OP_SHORT_BINSTRING: {
+        TARGET(OP_SHORT_BINSTRING) {
             NEED(1);
             Py_ssize_t n = data[pos];
             NEED(1 + n);
             PUSH(decode_py2_str(m, (const char *)data + pos + 1, n));
             pos += 1 + n;
-            break;
+            DISPATCH();
         }
-        case OP_BINSTRING: {
+        TARGET(OP_BINSTRING) {
             NEED(4);
             Py_ssize_t n = (Py_ssize_t)read_u32(data + pos);
             pos += 4;
             NEED(n);
             PUSH(decode_py2_str(m, (const char *)data + pos, n));
             pos += n;
-            break;
+            DISPATCH();
         }
-        case OP_STRING:
+        TARGET(OP_STRING)
             CALL(op_string(m));
-            break;
-        case OP_UNICODE:
+            DISPATCH();
+        TARGET(OP_UNICODE)
             CALL(op_unicode(m));
-            break;
-        case OP_NEXT_BUFFER:
+            DISPATCH();
+        TARGET(OP_NEXT_BUFFER)
             CALL(op_next_buffer(m));
-            break;
-        case OP_READONLY_BUFFER:
+            DISPATCH();
+        TARGET(OP_READONLY_BUFFER)
             CALL(op_readonly_buffer(m));
-            break;
+            DISPATCH();
 
         /* Objects. */
-        case OP_GLOBAL:
+        TARGET(OP_GLOBAL)
             CALL(op_global(m));
-            break;
-        case OP_STACK_GLOBAL:
+            DISPATCH();
+        TARGET(OP_STACK_GLOBAL)
             CALL(op_stack_global(m));
-            break;
-        case OP_REDUCE:
+            DISPATCH();
+        TARGET(OP_REDUCE)
             CALL(op_reduce(m));
-            break;
-        case OP_BUILD:
+            DISPATCH();
+        TARGET(OP_BUILD)
             CALL(op_build(m));
-            break;
-        case OP_NEWOBJ:
+            DISPATCH();
+        TARGET(OP_NEWOBJ)
             CALL(op_newobj(m));
-            break;
-        case OP_NEWOBJ_EX:
+            DISPATCH();
+        TARGET(OP_NEWOBJ_EX)
             CALL(op_newobj_ex(m));
-            break;
-        case OP_INST:
+            DISPATCH();
+        TARGET(OP_INST)
             CALL(op_inst(m));
-            break;
-        case OP_OBJ:
+            DISPATCH();
+        TARGET(OP_OBJ)
             CALL(op_obj(m));
-            break;
-        case OP_EXT1:
+            DISPATCH();
+        TARGET(OP_EXT1)
             CALL(op_ext(m, 1));
-            break;
-        case OP_EXT2:
+            DISPATCH();
+        TARGET(OP_EXT2)
             CALL(op_ext(m, 2));
-            break;
-        case OP_EXT4:
+            DISPATCH();
+        TARGET(OP_EXT4)
             CALL(op_ext(m, 4));
-            break;
-        case OP_PERSID:
+            DISPATCH();
+        TARGET(OP_PERSID)
             CALL(op_persid(m));
-            break;
-        case OP_BINPERSID:
+            DISPATCH();
+        TARGET(OP_BINPERSID)
             CALL(op_binpersid(m));
-            break;
+            DISPATCH();
 
         /* Framing. */
-        case OP_PROTO:
+        TARGET(OP_PROTO)
             NEED(1);
             if (data[pos] > HIGHEST_PROTOCOL) {
                 PyErr_Format(PyExc_ValueError,
@@ -2167,8 +2365,8 @@ machine_loop(machine *m, const int checked)
             }
             m->proto = data[pos];
             pos += 1;
-            break;
-        case OP_FRAME: {
+            DISPATCH();
+        TARGET(OP_FRAME) {
             NEED(8);
             uint64_t n = read_u64(data + pos);
             if (n > (uint64_t)PY_SSIZE_T_MAX) {
@@ -2180,9 +2378,9 @@ machine_loop(machine *m, const int checked)
             pos += 8;
             /* A frame is a read-ahead hint: make sure it is all there. */
             NEED((Py_ssize_t)n);
-            break;
+            DISPATCH();
         }
-        case OP_STOP:
+        TARGET(OP_STOP)
             if (UNLIKELY(AVAILABLE() < 1)) {
                 stack_error(m);
                 goto error;
@@ -2190,7 +2388,7 @@ machine_loop(machine *m, const int checked)
             m->pos = pos;
             return m->stack[--m->len];
 
-        default:
+        TARGET_INVALID
             invalid_opcode(m, op);
             goto error;
         }
@@ -2206,12 +2404,7 @@ error:
 #undef PUSH
 #undef CALL
 #undef AVAILABLE
-}
-
-static PyObject *
-machine_run(machine *m)
-{
-    return machine_loop(m, 0);
+#undef TAKE_MEMO_OPCODE
 }
 
 /* One load: reset the stack, run, give back unread input. */
@@ -2220,7 +2413,6 @@ machine_load(machine *m)
 {
     m->proto = 0;
     m->pos = 0;
-    machine_reset_stack(m);
     if (inbuf_begin(&m->in) < 0) {
         return NULL;
     }
@@ -2270,10 +2462,10 @@ static int
 machine_set_options(machine *m, const load_options *opt)
 {
     if (opt->fix_imports == NULL && opt->encoding == NULL
-        && opt->errors == NULL && opt->buffers == NULL) {
-        Py_XSETREF(m->encoding, Py_NewRef(m->ust->ascii));
-        Py_XSETREF(m->errors, Py_NewRef(m->ust->strict));
-        Py_CLEAR(m->buffers);
+        && opt->errors == NULL && opt->buffers == NULL
+        && m->encoding == NULL && m->errors == NULL && m->buffers == NULL) {
+        m->encoding = Py_NewRef(m->ust->ascii);
+        m->errors = Py_NewRef(m->ust->strict);
         m->fix_imports = 1;
         return 0;
     }
@@ -2314,6 +2506,9 @@ parse_load_args(const char *func, const char *first, int first_by_keyword,
 {
     memset(opt, 0, sizeof(*opt));
     *first_out = nargs >= 1 ? args[0] : NULL;
+    if (nargs == 1 && kwnames == NULL) {
+        return 0;
+    }
     if (nargs > 1) {
         PyErr_Format(PyExc_TypeError,
                      "%s() takes 1 positional argument but %zd were given",
@@ -2409,9 +2604,9 @@ accel_loads(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
     machine_init(&m, st);
     if (machine_set_options(&m, &opt) == 0
         && inbuf_open_memory(&m.in, data) == 0) {
-        result = machine_load(&m);
+        result = machine_run(&m);
     }
-    machine_clear(&m);
+    machine_release(&m);
     return result;
 }
 
@@ -2436,7 +2631,7 @@ accel_load(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
         && machine_set_options(&m, &opt) == 0) {
         result = machine_load(&m);
     }
-    machine_clear(&m);
+    machine_release(&m);
     return result;
 }
 

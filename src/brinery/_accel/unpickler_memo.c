@@ -53,6 +53,22 @@ memo_clear(memo_table *memo)
     Py_XDECREF(old.sparse);
 }
 
+void
+memo_release(memo_table *memo)
+{
+    for (Py_ssize_t i = 0; i < memo->extent; i++) {
+        Py_XDECREF(memo->vec[i]);
+    }
+    if (memo->vec != memo->inline_vec) {
+        PyMem_Free(memo->vec);
+    }
+    Py_CLEAR(memo->sparse);
+    memo->vec = memo->inline_vec;
+    memo->capacity = MEMO_INLINE;
+    memo->extent = 0;
+    memo->used = 0;
+}
+
 int
 memo_traverse(memo_table *memo, visitproc visit, void *arg)
 {

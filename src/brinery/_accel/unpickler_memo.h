@@ -35,6 +35,9 @@ typedef struct {
 void memo_init(memo_table *memo);
 /* Remove every entry and give back heap storage. */
 void memo_clear(memo_table *memo);
+/* The same for a memo no Python code can reach (a machine on the C
+ * stack): no need to detach the entries before releasing them. */
+void memo_release(memo_table *memo);
 int memo_traverse(memo_table *memo, visitproc visit, void *arg);
 
 /* Number of entries, as len() of the equivalent dict. */
