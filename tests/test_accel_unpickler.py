@@ -182,6 +182,19 @@ class ReorderedState:
                 {"zeta": 1, "alpha": [2], "mid": "3"})
 
 
+class PropertyAmongKeys:
+    """A state whose middle key names a property: BUILD still writes all
+    three into __dict__, in order."""
+
+    @property
+    def mid(self):
+        return "property"
+
+    def __reduce_ex__(self, proto):
+        return (copyreg.__newobj__, (PropertyAmongKeys,),
+                {"first": 1, "mid": 2, "last": 3})
+
+
 class WithNew:
     def __new__(cls, *args, **kwargs):
         self = super().__new__(cls)
@@ -243,6 +256,7 @@ def _catalogue():
         datetime.datetime(2020, 1, 2, 3, 4, 5), decimal.Decimal("1.5"),
         fractions.Fraction(1, 3), Plain(), Slotted(), SlottedWithDict(),
         WithSetstate(), WithProperty(), ReorderedState(), WithNew(),
+        PropertyAmongKeys(),
         DictSubclass(a=1), ListSubclass([1, 2]), SetSubclass({3}),
         IntSubclass(7), [Plain(5), Plain(5)], len, pickle.Pickler,
         collections.OrderedDict.fromkeys, ValueError("x"), type(None),
@@ -331,7 +345,8 @@ def test_results_share_and_recurse_like_the_original():
 
 
 def test_instances_get_the_same_dict_and_interned_keys():
-    for obj in (Plain(3), ReorderedState(), WithProperty(), SlottedWithDict()):
+    for obj in (Plain(3), ReorderedState(), WithProperty(), SlottedWithDict(),
+                PropertyAmongKeys()):
         for proto in range(2 if isinstance(obj, SlottedWithDict) else 0, 6):
             data = pickle.dumps(obj, proto)
             pure = PURE_LOADS(data)
@@ -340,6 +355,28 @@ def test_instances_get_the_same_dict_and_interned_keys():
             assert all(sys.intern(key) is key for key in got.__dict__)
     got = C_LOADS(pickle.dumps(WithProperty(), 2))
     assert got.__dict__ == {"p": 5} and got.p == "from the property"
+
+
+def test_text_of_every_length_and_width():
+    """Strings around the 8-byte steps of the ASCII copy, with a wide
+    character at every position, in every opcode that carries text."""
+    for length in range(0, 41):
+        for wide in [None] + list(range(length)):
+            for char in ("\xe9", "\u20ac", "\U0001f600", "\udc80"):
+                text = ["a"] * length
+                if wide is not None:
+                    text[wide] = char
+                text = "".join(text)
+                encoded = text.encode("utf-8", "surrogatepass")
+                for data in (b"\x8c" + bytes([len(encoded)]) + encoded + b".",
+                             b"X" + struct.pack("<I", len(encoded)) + encoded
+                             + b"."):
+                    assert C_LOADS(data) == text
+                if wide is None and length:
+                    for bad in (b"\x80", b"\xc3", b"\xed\xa0", b"\xff"):
+                        broken = encoded[:-1] + bad
+                        same_as_pure(b"\x8c" + bytes([len(broken)]) + broken
+                                     + b".")
 
 
 def test_deep_nesting_without_recursion():

@@ -262,35 +262,48 @@ stack_drop_to(machine *m, Py_ssize_t height)
     }
 }
 
-/* A new tuple of the items from `height` up, which leave the stack. */
-static PyObject *
-stack_pop_tuple(machine *m, Py_ssize_t height)
+/* Pop the two topmost items (new references; *below was under *top), or
+ * fail with the stack error when the top mark leaves fewer than two. */
+static int
+stack_pop2(machine *m, PyObject **below, PyObject **top)
 {
-    Py_ssize_t n = m->len - height;
-    PyObject *tuple = PyTuple_New(n);
-    if (tuple == NULL) {
-        return NULL;
+    if (m->len - m->fence < 2) {
+        return stack_error(m);
     }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyTuple_SET_ITEM(tuple, i, m->stack[height + i]);
-    }
-    m->len = height;
-    return tuple;
+    *top = m->stack[--m->len];
+    *below = m->stack[--m->len];
+    return 0;
 }
 
+/* A new tuple (or list) of the items from `height` up, whose references
+ * move from the stack into it. */
 static PyObject *
-stack_pop_list(machine *m, Py_ssize_t height)
+stack_pop_sequence(machine *m, Py_ssize_t height, int as_list)
 {
     Py_ssize_t n = m->len - height;
-    PyObject *list = PyList_New(n);
-    if (list == NULL) {
+    PyObject *seq = as_list ? PyList_New(n) : PyTuple_New(n);
+    if (seq == NULL) {
         return NULL;
     }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyList_SET_ITEM(list, i, m->stack[height + i]);
+    PyObject **items = as_list ? ((PyListObject *)seq)->ob_item
+                               : ((PyTupleObject *)seq)->ob_item;
+    if (n > 0) {
+        memcpy(items, m->stack + height, (size_t)n * sizeof(PyObject *));
     }
     m->len = height;
-    return list;
+    return seq;
+}
+
+static inline PyObject *
+stack_pop_tuple(machine *m, Py_ssize_t height)
+{
+    return stack_pop_sequence(m, height, 0);
+}
+
+static inline PyObject *
+stack_pop_list(machine *m, Py_ssize_t height)
+{
+    return stack_pop_sequence(m, height, 1);
 }
 
 /* Release the stack and marks after a load; keep small storage. */
@@ -400,6 +413,14 @@ static ALWAYS_INLINE uint64_t
 read_u64(const unsigned char *p)
 {
     return (uint64_t)read_u32(p) | (uint64_t)read_u32(p + 4) << 32;
+}
+
+static ALWAYS_INLINE uint64_t
+read_be64(const unsigned char *p)
+{
+    return (uint64_t)p[0] << 56 | (uint64_t)p[1] << 48 | (uint64_t)p[2] << 40
+           | (uint64_t)p[3] << 32 | (uint64_t)p[4] << 24
+           | (uint64_t)p[5] << 16 | (uint64_t)p[6] << 8 | (uint64_t)p[7];
 }
 
 /* For the handlers outside the loop: make n bytes at m->pos available. */
@@ -716,39 +737,17 @@ instantiate(machine *m, PyObject *cls, PyObject *args)
 /* ---------------------------------------------- handlers outside the loop
  * Each reads its argument from m->pos and returns 0 or -1. */
 
+/* INT, LONG, FLOAT and UNICODE: a line, parsed into the object pushed. */
 static int
-op_int(machine *m)
+op_text(machine *m,
+        PyObject *(*parse)(PyObject *error, const char *line, Py_ssize_t len))
 {
     Py_ssize_t len;
     const char *line = read_line(m, &len);
     if (line == NULL) {
         return -1;
     }
-    PyObject *value = text_parse_int(m->st->UnpicklingError, line, len);
-    return value == NULL ? -1 : stack_push(m, value);
-}
-
-static int
-op_long(machine *m)
-{
-    Py_ssize_t len;
-    const char *line = read_line(m, &len);
-    if (line == NULL) {
-        return -1;
-    }
-    PyObject *value = text_parse_long(m->st->UnpicklingError, line, len);
-    return value == NULL ? -1 : stack_push(m, value);
-}
-
-static int
-op_float(machine *m)
-{
-    Py_ssize_t len;
-    const char *line = read_line(m, &len);
-    if (line == NULL) {
-        return -1;
-    }
-    PyObject *value = text_parse_float(m->st->UnpicklingError, line, len);
+    PyObject *value = parse(m->st->UnpicklingError, line, len);
     return value == NULL ? -1 : stack_push(m, value);
 }
 
@@ -797,24 +796,6 @@ op_string(machine *m)
     PyObject *value = decode_py2_str(m, PyBytes_AS_STRING(bytes),
                                      PyBytes_GET_SIZE(bytes));
     Py_DECREF(bytes);
-    return value == NULL ? -1 : stack_push(m, value);
-}
-
-static int
-op_unicode(machine *m)
-{
-    Py_ssize_t len;
-    const char *line = read_line(m, &len);
-    if (line == NULL) {
-        return -1;
-    }
-    PyObject *value = PyUnicode_DecodeRawUnicodeEscape(line, len - 1, NULL);
-    if (value == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
-        /* Again through the codec registry, for the exception that
-         * str(line, "raw-unicode-escape") raises (3.12+ adds a note). */
-        PyErr_Clear();
-        value = PyUnicode_Decode(line, len - 1, "raw-unicode-escape", NULL);
-    }
     return value == NULL ? -1 : stack_push(m, value);
 }
 
@@ -916,12 +897,10 @@ op_global(machine *m)
 static int
 op_stack_global(machine *m)
 {
-    if (m->len - m->fence < 2) {
-        return stack_error(m);
+    PyObject *module_name, *name, *value = NULL;
+    if (stack_pop2(m, &module_name, &name) < 0) {
+        return -1;
     }
-    PyObject *name = m->stack[--m->len];
-    PyObject *module_name = m->stack[--m->len];
-    PyObject *value = NULL;
     if (!PyUnicode_CheckExact(module_name) || !PyUnicode_CheckExact(name)) {
         PyErr_SetString(m->st->UnpicklingError, "STACK_GLOBAL requires str");
     }
@@ -990,12 +969,10 @@ op_obj(machine *m)
 static int
 op_reduce(machine *m)
 {
-    if (m->len - m->fence < 2) {
-        return stack_error(m);
+    PyObject *func, *args, *value = NULL;
+    if (stack_pop2(m, &func, &args) < 0) {
+        return -1;
     }
-    PyObject *args = m->stack[--m->len];
-    PyObject *func = m->stack[--m->len];
-    PyObject *value = NULL;
     if (!PyTuple_Check(args)) {
         PyErr_SetString(PyExc_TypeError, "argument list must be a tuple");
     }
@@ -1479,8 +1456,11 @@ list_extend_from_stack(machine *m, PyObject *list, Py_ssize_t height)
 #endif
 }
 
-static int
-op_appends(machine *m)
+/* APPENDS, SETITEMS, ADDITEMS: pop the topmost mark and find the object
+ * just below it (*target, borrowed), which the items above the mark go
+ * into. Returns the mark's height, or -1. */
+static Py_ssize_t
+pop_mark_below(machine *m, PyObject **target)
 {
     Py_ssize_t mark = pop_mark(m);
     if (mark < 0) {
@@ -1489,7 +1469,18 @@ op_appends(machine *m)
     if (mark == m->fence) {
         return stack_error(m);
     }
-    PyObject *target = m->stack[mark - 1];
+    *target = m->stack[mark - 1];
+    return mark;
+}
+
+static int
+op_appends(machine *m)
+{
+    PyObject *target;
+    Py_ssize_t mark = pop_mark_below(m, &target);
+    if (mark < 0) {
+        return -1;
+    }
     if (m->len == mark) {
         return 0;
     }
@@ -1506,11 +1497,11 @@ op_appends(machine *m)
 static int
 op_setitem(machine *m)
 {
+    PyObject *key, *value;
     if (m->len - m->fence < 3) {
         return stack_error(m);
     }
-    PyObject *value = m->stack[--m->len];
-    PyObject *key = m->stack[--m->len];
+    (void)stack_pop2(m, &key, &value);
     PyObject *target = m->stack[m->len - 1];
     int rc = PyDict_CheckExact(target) ? PyDict_SetItem(target, key, value)
                                        : PyObject_SetItem(target, key, value);
@@ -1522,14 +1513,11 @@ op_setitem(machine *m)
 static int
 op_setitems(machine *m)
 {
-    Py_ssize_t mark = pop_mark(m);
+    PyObject *target;
+    Py_ssize_t mark = pop_mark_below(m, &target);
     if (mark < 0) {
         return -1;
     }
-    if (mark == m->fence) {
-        return stack_error(m);
-    }
-    PyObject *target = m->stack[mark - 1];
     Py_ssize_t n = m->len - mark;
     if (n == 0) {
         return 0;
@@ -1554,14 +1542,11 @@ op_setitems(machine *m)
 static int
 op_additems(machine *m)
 {
-    Py_ssize_t mark = pop_mark(m);
+    PyObject *target;
+    Py_ssize_t mark = pop_mark_below(m, &target);
     if (mark < 0) {
         return -1;
     }
-    if (mark == m->fence) {
-        return stack_error(m);
-    }
-    PyObject *target = m->stack[mark - 1];
     if (m->len == mark) {
         return 0;
     }
@@ -2192,10 +2177,11 @@ machine_run(machine *m)
             DISPATCH();
         TARGET(OP_BINFLOAT) {
             NEED(8);
-            double value = PyFloat_Unpack8((const char *)data + pos, 0);
-            if (value == -1.0 && PyErr_Occurred()) {
-                goto error;
-            }
+            /* Big-endian IEEE 754, which CPython 3.11+ requires of the
+             * platform's double (with the byte order of its integers). */
+            uint64_t bits = read_be64(data + pos);
+            double value;
+            memcpy(&value, &bits, sizeof(value));
             PUSH(PyFloat_FromDouble(value));
             pos += 8;
             DISPATCH();
@@ -2207,13 +2193,13 @@ machine_run(machine *m)
             CALL(op_counted_long(m, 4));
             DISPATCH();
         TARGET(OP_INT)
-            CALL(op_int(m));
+            CALL(op_text(m, text_parse_int));
             DISPATCH();
         TARGET(OP_LONG)
-            CALL(op_long(m));
+            CALL(op_text(m, text_parse_long));
             DISPATCH();
         TARGET(OP_FLOAT)
-            CALL(op_float(m));
+            CALL(op_text(m, text_parse_float));
             DISPATCH();
 
         /* Text and bytes. */
@@ -2305,7 +2291,7 @@ machine_run(machine *m)
             CALL(op_string(m));
             DISPATCH();
         TARGET(OP_UNICODE)
-            CALL(op_unicode(m));
+            CALL(op_text(m, text_decode_unicode));
             DISPATCH();
         TARGET(OP_NEXT_BUFFER)
             CALL(op_next_buffer(m));

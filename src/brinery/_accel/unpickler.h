@@ -109,6 +109,9 @@ PyObject *text_parse_float(PyObject *error, const char *line,
  * *as_int to a new int; returns 0, or -1 with an exception set. */
 int text_parse_memo_index(PyObject *error, const char *line, Py_ssize_t len,
                           Py_ssize_t *index, PyObject **as_int);
+/* UNICODE's raw-unicode-escape argument -> str. */
+PyObject *text_decode_unicode(PyObject *error, const char *line,
+                              Py_ssize_t len);
 /* STRING's quoted, escaped argument -> bytes. */
 PyObject *text_decode_string(PyObject *error, const char *line,
                              Py_ssize_t len);

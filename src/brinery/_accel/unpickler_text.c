@@ -58,17 +58,22 @@ truncated(PyObject *error)
     return NULL;
 }
 
-/* int(text, base) on the bytes text, as Python code would call it (the
- * error messages show the bytes). */
+/* int(text, base) on the C string as bytes, as the pure implementation
+ * calls it: PyLong_FromString does the work, and when it refuses, int()
+ * itself raises the error (whose message shows the bytes). */
 static PyObject *
-int_of_bytes(const char *text, Py_ssize_t len, int base)
+int_of_c_string(const c_string *cs, int base)
 {
-    PyObject *bytes = PyBytes_FromStringAndSize(text, len);
+    PyObject *res = PyLong_FromString(cs->s, NULL, base);
+    if (res != NULL || !PyErr_ExceptionMatches(PyExc_ValueError)) {
+        return res;
+    }
+    PyErr_Clear();
+    PyObject *bytes = PyBytes_FromStringAndSize(cs->s, cs->len);
     if (bytes == NULL) {
         return NULL;
     }
-    PyObject *res = PyObject_CallFunction((PyObject *)&PyLong_Type, "Oi",
-                                          bytes, base);
+    res = PyObject_CallFunction((PyObject *)&PyLong_Type, "Oi", bytes, base);
     Py_DECREF(bytes);
     return res;
 }
@@ -196,11 +201,7 @@ text_parse_long(PyObject *error, const char *line, Py_ssize_t len)
     if (c_string_make(&cs, line, len) < 0) {
         return NULL;
     }
-    PyObject *res = PyLong_FromString(cs.s, NULL, 0);
-    if (res == NULL && PyErr_ExceptionMatches(PyExc_ValueError)) {
-        PyErr_Clear();
-        res = int_of_bytes(cs.s, cs.len, 0);
-    }
+    PyObject *res = int_of_c_string(&cs, 0);
     c_string_free(&cs);
     return res;
 }
@@ -274,6 +275,17 @@ float_prefix(const char *s)
     return i;
 }
 
+/* An error about a FLOAT argument, which it shows decoded as latin-1. */
+static void
+float_error(PyObject *type, const char *format, const c_string *cs)
+{
+    PyObject *text = PyUnicode_DecodeLatin1(cs->s, cs->len, NULL);
+    if (text != NULL) {
+        PyErr_Format(type, format, text);
+        Py_DECREF(text);
+    }
+}
+
 PyObject *
 text_parse_float(PyObject *error, const char *line, Py_ssize_t len)
 {
@@ -288,12 +300,8 @@ text_parse_float(PyObject *error, const char *line, Py_ssize_t len)
     }
     Py_ssize_t n = float_prefix(cs.s);
     if (n == 0) {
-        PyObject *text = PyUnicode_DecodeLatin1(cs.s, cs.len, NULL);
-        if (text != NULL) {
-            PyErr_Format(PyExc_ValueError,
-                         "could not convert string to float: %R", text);
-            Py_DECREF(text);
-        }
+        float_error(PyExc_ValueError, "could not convert string to float: %R",
+                    &cs);
         goto done;
     }
     char saved = cs.s[n];
@@ -305,12 +313,8 @@ text_parse_float(PyObject *error, const char *line, Py_ssize_t len)
         goto done;
     }
     if (isinf(value) && !has_n) {
-        PyObject *text = PyUnicode_DecodeLatin1(cs.s, cs.len, NULL);
-        if (text != NULL) {
-            PyErr_Format(PyExc_OverflowError,
-                         "value too large to convert to float: %U", text);
-            Py_DECREF(text);
-        }
+        float_error(PyExc_OverflowError,
+                    "value too large to convert to float: %U", &cs);
         goto done;
     }
     if (saved != '\n' && saved != '\0') {
@@ -349,17 +353,26 @@ text_parse_memo_index(PyObject *error, const char *line, Py_ssize_t len,
     if (c_string_make(&cs, line, len) < 0) {
         return -1;
     }
-    PyObject *res = PyLong_FromString(cs.s, NULL, 10);
-    if (res == NULL && PyErr_ExceptionMatches(PyExc_ValueError)) {
-        PyErr_Clear();
-        res = int_of_bytes(cs.s, cs.len, 10);
-    }
+    PyObject *res = int_of_c_string(&cs, 10);
     c_string_free(&cs);
     if (res == NULL) {
         return -1;
     }
     *as_int = res;
     return 0;
+}
+
+PyObject *
+text_decode_unicode(PyObject *error, const char *line, Py_ssize_t len)
+{
+    PyObject *value = PyUnicode_DecodeRawUnicodeEscape(line, len - 1, NULL);
+    if (value == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+        /* Again through the codec registry, for the exception that
+         * str(line, "raw-unicode-escape") raises (3.12+ adds a note). */
+        PyErr_Clear();
+        value = PyUnicode_Decode(line, len - 1, "raw-unicode-escape", NULL);
+    }
+    return value;
 }
 
 PyObject *
