@@ -468,114 +468,157 @@ fetch_opcode(machine *m, Py_ssize_t pos)
 
 /* ------------------------------------------------------ text and bytes */
 
-/* Decode UTF-8 that has non-ASCII characters: one pass to validate and
- * measure (characters, widest character), one to write into a string of
- * the right kind. Encoded surrogates (ED A0..BF xx) are accepted as the
- * "surrogatepass" error handler does. Anything else that is not strict
- * UTF-8 goes to CPython's decoder, which raises the right error. */
-static PyObject *
-decode_utf8_wide(const unsigned char *s, Py_ssize_t n)
+#define HIGH_BITS UINT64_C(0x8080808080808080)
+
+/* The code point of the valid multi-byte sequence at s[0] (its lead byte
+ * is at least 0xC2); *len receives its length. */
+static ALWAYS_INLINE Py_UCS4
+utf8_sequence(const unsigned char *s, int *len)
 {
-    Py_ssize_t i = 0, count = 0;
-    Py_UCS4 maxchar = 0;
+    unsigned int c = s[0];
+    if (c < 0xE0) {
+        *len = 2;
+        return (c & 0x1F) << 6 | (s[1] & 0x3F);
+    }
+    if (c < 0xF0) {
+        *len = 3;
+        return (c & 0x0F) << 12 | (Py_UCS4)(s[1] & 0x3F) << 6 | (s[2] & 0x3F);
+    }
+    *len = 4;
+    return (c & 0x07) << 18 | (Py_UCS4)(s[1] & 0x3F) << 12
+           | (Py_UCS4)(s[2] & 0x3F) << 6 | (s[3] & 0x3F);
+}
+
+/* The length of the valid sequence at s[0] (lead byte >= 0x80, n bytes
+ * left), or 0 when it is not strict UTF-8 (encoded surrogates, ED A0..BF
+ * xx, are accepted as the "surrogatepass" error handler does). */
+static ALWAYS_INLINE int
+utf8_valid_length(const unsigned char *s, Py_ssize_t n)
+{
+    unsigned int c = s[0];
+    if (c < 0xC2) {
+        return 0;                       /* continuation byte or overlong */
+    }
+    if (c < 0xE0) {
+        return n >= 2 && (s[1] & 0xC0) == 0x80 ? 2 : 0;
+    }
+    if (c < 0xF0) {
+        return n >= 3 && (s[1] & 0xC0) == 0x80 && (s[2] & 0xC0) == 0x80
+               && !(c == 0xE0 && s[1] < 0xA0) ? 3 : 0;
+    }
+    if (c < 0xF5) {
+        return n >= 4 && (s[1] & 0xC0) == 0x80 && (s[2] & 0xC0) == 0x80
+               && (s[3] & 0xC0) == 0x80 && !(c == 0xF0 && s[1] < 0x90)
+               && !(c == 0xF4 && s[1] >= 0x90) ? 4 : 0;
+    }
+    return 0;
+}
+
+/* Write the decoded characters of s[0:n] (already validated) as TYPE. */
+#define WRITE_DECODED(TYPE) \
+    do { \
+        TYPE *out_ = (TYPE *)PyUnicode_DATA(str); \
+        Py_ssize_t i_ = 0; \
+        while (i_ < n) { \
+            if (s[i_] < 0x80) { \
+                *out_++ = s[i_++]; \
+            } \
+            else { \
+                int len_; \
+                *out_++ = (TYPE)utf8_sequence(s + i_, &len_); \
+                i_ += len_; \
+            } \
+        } \
+    } while (0)
+
+/* Decode UTF-8 with non-ASCII characters from `ascii` on: one pass to
+ * validate and measure (characters, widest character), one to write into
+ * a string of the right kind. Input that is not strict UTF-8 goes to
+ * CPython's decoder, which raises the right error. */
+static PyObject *
+decode_utf8_wide(const unsigned char *s, Py_ssize_t n, Py_ssize_t ascii)
+{
+    Py_ssize_t i = ascii, count = ascii;
+    Py_UCS4 maxchar = 0x7F;
 
     while (i < n) {
-        unsigned int c = s[i];
-        Py_UCS4 ch;
-        if (c < 0x80) {
-            ch = c;
-            i += 1;
-        }
-        else if (c < 0xC2) {
-            goto fallback;              /* continuation byte or overlong */
-        }
-        else if (c < 0xE0) {
-            if (n - i < 2 || (s[i + 1] & 0xC0) != 0x80) {
-                goto fallback;
+        if (s[i] < 0x80) {
+            uint64_t word;
+            if (n - i >= 8 && (memcpy(&word, s + i, 8), !(word & HIGH_BITS))) {
+                i += 8;
+                count += 8;
             }
-            ch = (c & 0x1F) << 6 | (s[i + 1] & 0x3F);
-            i += 2;
-        }
-        else if (c < 0xF0) {
-            if (n - i < 3 || (s[i + 1] & 0xC0) != 0x80
-                || (s[i + 2] & 0xC0) != 0x80
-                || (c == 0xE0 && s[i + 1] < 0xA0)) {
-                goto fallback;
+            else {
+                i += 1;
+                count += 1;
             }
-            ch = (c & 0x0F) << 12 | (Py_UCS4)(s[i + 1] & 0x3F) << 6
-                 | (s[i + 2] & 0x3F);
-            i += 3;
+            continue;
         }
-        else if (c < 0xF5) {
-            if (n - i < 4 || (s[i + 1] & 0xC0) != 0x80
-                || (s[i + 2] & 0xC0) != 0x80 || (s[i + 3] & 0xC0) != 0x80
-                || (c == 0xF0 && s[i + 1] < 0x90)
-                || (c == 0xF4 && s[i + 1] >= 0x90)) {
-                goto fallback;
-            }
-            ch = (c & 0x07) << 18 | (Py_UCS4)(s[i + 1] & 0x3F) << 12
-                 | (Py_UCS4)(s[i + 2] & 0x3F) << 6 | (s[i + 3] & 0x3F);
-            i += 4;
+        int len = utf8_valid_length(s + i, n - i);
+        if (len == 0) {
+            return PyUnicode_DecodeUTF8((const char *)s, n, "surrogatepass");
         }
-        else {
-            goto fallback;
-        }
+        Py_UCS4 ch = utf8_sequence(s + i, &len);
         if (ch > maxchar) {
             maxchar = ch;
         }
+        i += len;
         count++;
     }
-
     PyObject *str = PyUnicode_New(count, maxchar);
     if (str == NULL) {
         return NULL;
     }
-    int kind = PyUnicode_KIND(str);
-    void *out = PyUnicode_DATA(str);
-    Py_ssize_t j = 0;
-    for (i = 0; i < n; j++) {
-        unsigned int c = s[i];
-        Py_UCS4 ch;
-        if (c < 0x80) {
-            ch = c;
-            i += 1;
-        }
-        else if (c < 0xE0) {
-            ch = (c & 0x1F) << 6 | (s[i + 1] & 0x3F);
-            i += 2;
-        }
-        else if (c < 0xF0) {
-            ch = (c & 0x0F) << 12 | (Py_UCS4)(s[i + 1] & 0x3F) << 6
-                 | (s[i + 2] & 0x3F);
-            i += 3;
-        }
-        else {
-            ch = (c & 0x07) << 18 | (Py_UCS4)(s[i + 1] & 0x3F) << 12
-                 | (Py_UCS4)(s[i + 2] & 0x3F) << 6 | (s[i + 3] & 0x3F);
-            i += 4;
-        }
-        PyUnicode_WRITE(kind, out, j, ch);
+    switch (PyUnicode_KIND(str)) {
+    case PyUnicode_1BYTE_KIND:
+        WRITE_DECODED(Py_UCS1);
+        break;
+    case PyUnicode_2BYTE_KIND:
+        WRITE_DECODED(Py_UCS2);
+        break;
+    default:
+        WRITE_DECODED(Py_UCS4);
+        break;
     }
     return str;
-
-fallback:
-    return PyUnicode_DecodeUTF8((const char *)s, n, "surrogatepass");
 }
+
+#undef WRITE_DECODED
 
 /* str from UTF-8 with surrogates allowed, as pickles write it. Most text
  * is ASCII: it is copied straight into a new ASCII string while checking
- * the high bits, in one pass. */
+ * the high bits, in one pass; the first 16 bytes are checked before
+ * allocating, so text that starts with a wide character is not copied
+ * for nothing. */
 static PyObject *
 decode_utf8(const unsigned char *s, Py_ssize_t n)
 {
-    if (n <= 1) {
-        if (n == 0) {
-            return PyUnicode_New(0, 0);
+    uint64_t word;
+    if (n < 8) {
+        unsigned char acc = 0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            acc |= s[i];
         }
-        if (s[0] < 0x80) {
-            return PyUnicode_FromOrdinal(s[0]);
+        if (acc & 0x80) {
+            return decode_utf8_wide(s, n, 0);
         }
-        return PyUnicode_DecodeUTF8((const char *)s, n, "surrogatepass");
+        if (n <= 1) {
+            return n == 0 ? PyUnicode_New(0, 0) : PyUnicode_FromOrdinal(s[0]);
+        }
+        PyObject *str = PyUnicode_New(n, 127);
+        if (str != NULL) {
+            memcpy(((PyASCIIObject *)str) + 1, s, (size_t)n);
+        }
+        return str;
+    }
+    memcpy(&word, s, 8);
+    uint64_t head = word;
+    if (n >= 16) {
+        memcpy(&word, s + 8, 8);
+        head |= word;
+    }
+    if (head & HIGH_BITS) {
+        return decode_utf8_wide(s, n, 0);
     }
     PyObject *str = PyUnicode_New(n, 127);
     if (str == NULL) {
@@ -583,38 +626,23 @@ decode_utf8(const unsigned char *s, Py_ssize_t n)
     }
     /* A compact ASCII string's characters follow its header. */
     unsigned char *out = (unsigned char *)(((PyASCIIObject *)str) + 1);
-    const uint64_t high = UINT64_C(0x8080808080808080);
-    uint64_t word;
-    if (n >= 8) {
-        Py_ssize_t i = 0;
-        for (; i + 8 < n; i += 8) {
-            memcpy(&word, s + i, 8);
-            if (word & high) {
-                goto wide;
-            }
-            memcpy(out + i, &word, 8);
+    Py_ssize_t i = 0;
+    for (; i + 8 < n; i += 8) {
+        memcpy(&word, s + i, 8);
+        if (word & HIGH_BITS) {
+            Py_DECREF(str);
+            return decode_utf8_wide(s, n, i);
         }
-        /* The last 8 bytes, overlapping what was copied. */
-        memcpy(&word, s + n - 8, 8);
-        if (word & high) {
-            goto wide;
-        }
-        memcpy(out + n - 8, &word, 8);
-        return str;
+        memcpy(out + i, &word, 8);
     }
-    unsigned char acc = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        acc |= s[i];
-        out[i] = s[i];
+    /* The last 8 bytes, overlapping what was copied. */
+    memcpy(&word, s + n - 8, 8);
+    if (word & HIGH_BITS) {
+        Py_DECREF(str);
+        return decode_utf8_wide(s, n, n - 8);
     }
-    if (acc & 0x80) {
-        goto wide;
-    }
+    memcpy(out + n - 8, &word, 8);
     return str;
-
-wide:
-    Py_DECREF(str);
-    return decode_utf8_wide(s, n);
 }
 
 /* A Python 2 str: bytes with encoding="bytes", else decoded. */
