@@ -60,6 +60,7 @@ typedef struct {
     /* the pickler's caches and interned names (pickler_state.c) */
     struct pickler_cache *pickler;
     /* -- unpickler section -- */
+    struct unpickler_state *unpickler;    /* unpickler.c's own state */
 } accel_state;
 
 extern PyModuleDef accel_module_def;
@@ -77,6 +78,10 @@ accel_state *accel_state_of_type(PyTypeObject *type);
  * add them to the module. Return 0, or -1 with an exception set. */
 int accel_pickler_exec(PyObject *module, accel_state *st);
 int accel_unpickler_exec(PyObject *module, accel_state *st);
+/* The unpickler's part of the module state, for module.c's traverse and
+ * clear. */
+int accel_unpickler_traverse(accel_state *st, visitproc visit, void *arg);
+void accel_unpickler_clear(accel_state *st);
 
 /* Traverse / clear what the pickler keeps in the module state. */
 int accel_pickler_traverse(accel_state *st, visitproc visit, void *arg);

@@ -138,6 +138,10 @@ accel_traverse(PyObject *module, visitproc visit, void *arg)
         return err;
     }
     /* -- unpickler section -- */
+    int unpickler_rc = accel_unpickler_traverse(st, visit, arg);
+    if (unpickler_rc) {
+        return unpickler_rc;
+    }
     return 0;
 }
 
@@ -169,6 +173,7 @@ accel_clear(PyObject *module)
     /* -- pickler section -- */
     accel_pickler_clear(st);
     /* -- unpickler section -- */
+    accel_unpickler_clear(st);
     return 0;
 }
 

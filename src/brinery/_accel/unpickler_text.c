@@ -1,0 +1,388 @@
+/* brinery._accel: the text arguments of protocol 0 opcodes.
+ *
+ * INT, LONG, FLOAT, GET, PUT, STRING and UNICODE carry a line of text.
+ * These functions give each line the meaning CPython's C unpickler gives
+ * it (and brinery._unpickler's parse_* functions, which they mirror):
+ * C stops reading at a NUL byte, INT is C's strtol in base 0 with a
+ * fallback to int() for what strtol cannot take, FLOAT accepts exactly
+ * what PyOS_string_to_double accepts as a prefix. Every `line` includes
+ * its trailing newline.
+ */
+#include "unpickler.h"
+
+#include <math.h>
+#include <string.h>
+
+/* The line as C code sees it: up to its first NUL, NUL-terminated. */
+typedef struct {
+    char *s;
+    Py_ssize_t len;
+    char small[128];
+} c_string;
+
+static int
+c_string_make(c_string *cs, const char *line, Py_ssize_t len)
+{
+    const char *nul = memchr(line, '\0', (size_t)len);
+    if (nul != NULL) {
+        len = nul - line;
+    }
+    if (len < (Py_ssize_t)sizeof(cs->small)) {
+        cs->s = cs->small;
+    }
+    else {
+        cs->s = PyMem_Malloc((size_t)len + 1);
+        if (cs->s == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    memcpy(cs->s, line, (size_t)len);
+    cs->s[len] = '\0';
+    cs->len = len;
+    return 0;
+}
+
+static void
+c_string_free(c_string *cs)
+{
+    if (cs->s != cs->small) {
+        PyMem_Free(cs->s);
+    }
+}
+
+static PyObject *
+truncated(PyObject *error)
+{
+    PyErr_SetString(error, "pickle data was truncated");
+    return NULL;
+}
+
+/* int(text, base) on the C string as bytes, as the pure implementation
+ * calls it: PyLong_FromString does the work, and when it refuses, int()
+ * itself raises the error (whose message shows the bytes). */
+static PyObject *
+int_of_c_string(const c_string *cs, int base)
+{
+    PyObject *res = PyLong_FromString(cs->s, NULL, base);
+    if (res != NULL || !PyErr_ExceptionMatches(PyExc_ValueError)) {
+        return res;
+    }
+    PyErr_Clear();
+    PyObject *bytes = PyBytes_FromStringAndSize(cs->s, cs->len);
+    if (bytes == NULL) {
+        return NULL;
+    }
+    res = PyObject_CallFunction((PyObject *)&PyLong_Type, "Oi", bytes, base);
+    Py_DECREF(bytes);
+    return res;
+}
+
+static int
+is_c_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f'
+           || c == '\r';
+}
+
+static int
+digit_value(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return 99;
+}
+
+/* C's strtol(s, &end, 0) on a long of 64 bits: sets *value and *end
+ * (the index where parsing stopped; 0 when there were no digits) and
+ * returns 1 on overflow. */
+static int
+c_strtol(const char *s, long long *value, Py_ssize_t *end)
+{
+    Py_ssize_t i = 0;
+    int negative = 0, base = 10, overflow = 0;
+    unsigned long long magnitude = 0;
+    const unsigned long long limit = (unsigned long long)LLONG_MAX + 1;
+
+    while (is_c_space(s[i])) {
+        i++;
+    }
+    if (s[i] == '+' || s[i] == '-') {
+        negative = s[i] == '-';
+        i++;
+    }
+    if (s[i] == '0') {
+        if ((s[i + 1] == 'x' || s[i + 1] == 'X')
+            && digit_value(s[i + 2]) < 16) {
+            base = 16;
+            i += 2;
+        }
+        else {
+            base = 8;
+        }
+    }
+    Py_ssize_t start = i;
+    for (int d; (d = digit_value(s[i])) < base; i++) {
+        if (magnitude > (limit - (unsigned long long)d) / base) {
+            overflow = 1;
+        }
+        else {
+            magnitude = magnitude * base + (unsigned long long)d;
+        }
+    }
+    if (i == start) {
+        *value = 0;
+        *end = 0;
+        return 0;
+    }
+    if (!negative && magnitude == limit) {
+        overflow = 1;
+    }
+    *end = i;
+    if (overflow) {
+        *value = 0;
+        return 1;
+    }
+    *value = negative ? (long long)(0 - magnitude) : (long long)magnitude;
+    return 0;
+}
+
+PyObject *
+text_parse_int(PyObject *error, const char *line, Py_ssize_t len)
+{
+    c_string cs;
+    long long value;
+    Py_ssize_t end;
+    PyObject *res;
+
+    if (len < 2) {
+        return truncated(error);
+    }
+    if (c_string_make(&cs, line, len) < 0) {
+        return NULL;
+    }
+    int overflow = c_strtol(cs.s, &value, &end);
+    if (overflow || (cs.s[end] != '\n' && cs.s[end] != '\0')) {
+        /* Something strtol cannot read: maybe a long written as INT. */
+        res = PyLong_FromString(cs.s, NULL, 0);
+        if (res == NULL && PyErr_ExceptionMatches(PyExc_ValueError)) {
+            PyErr_SetString(PyExc_ValueError,
+                            "could not convert string to int");
+        }
+    }
+    else if (len == 3 && (value == 0 || value == 1)) {
+        res = PyBool_FromLong((long)value);  /* Python 2.2: I00 / I01 */
+    }
+    else {
+        res = PyLong_FromLongLong(value);
+    }
+    c_string_free(&cs);
+    return res;
+}
+
+PyObject *
+text_parse_long(PyObject *error, const char *line, Py_ssize_t len)
+{
+    c_string cs;
+
+    if (len < 2) {
+        return truncated(error);
+    }
+    if (line[len - 2] == 'L') {
+        len -= 2;
+    }
+    if (c_string_make(&cs, line, len) < 0) {
+        return NULL;
+    }
+    PyObject *res = int_of_c_string(&cs, 0);
+    c_string_free(&cs);
+    return res;
+}
+
+static int
+ascii_equal_ci(const char *s, const char *word)
+{
+    for (; *word; s++, word++) {
+        char c = *s;
+        if (c >= 'A' && c <= 'Z') {
+            c = (char)(c - 'A' + 'a');
+        }
+        if (c != *word) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static Py_ssize_t
+count_digits(const char *s)
+{
+    Py_ssize_t n = 0;
+    while (s[n] >= '0' && s[n] <= '9') {
+        n++;
+    }
+    return n;
+}
+
+/* Length of the longest prefix of s that is a float literal:
+ * [+-]?(inf(inity)?|nan|(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?), ignoring
+ * case; 0 when there is none. */
+static Py_ssize_t
+float_prefix(const char *s)
+{
+    Py_ssize_t i = (s[0] == '+' || s[0] == '-') ? 1 : 0;
+
+    if (ascii_equal_ci(s + i, "inf")) {
+        i += 3;
+        if (ascii_equal_ci(s + i, "inity")) {
+            i += 5;
+        }
+        return i;
+    }
+    if (ascii_equal_ci(s + i, "nan")) {
+        return i + 3;
+    }
+    Py_ssize_t digits = count_digits(s + i);
+    if (digits > 0) {
+        i += digits;
+        if (s[i] == '.') {
+            i += 1 + count_digits(s + i + 1);
+        }
+    }
+    else if (s[i] == '.' && count_digits(s + i + 1) > 0) {
+        i += 1 + count_digits(s + i + 1);
+    }
+    else {
+        return 0;
+    }
+    if (s[i] == 'e' || s[i] == 'E') {
+        Py_ssize_t j = i + 1;
+        if (s[j] == '+' || s[j] == '-') {
+            j++;
+        }
+        Py_ssize_t exp_digits = count_digits(s + j);
+        if (exp_digits > 0) {
+            i = j + exp_digits;
+        }
+    }
+    return i;
+}
+
+/* An error about a FLOAT argument, which it shows decoded as latin-1. */
+static void
+float_error(PyObject *type, const char *format, const c_string *cs)
+{
+    PyObject *text = PyUnicode_DecodeLatin1(cs->s, cs->len, NULL);
+    if (text != NULL) {
+        PyErr_Format(type, format, text);
+        Py_DECREF(text);
+    }
+}
+
+PyObject *
+text_parse_float(PyObject *error, const char *line, Py_ssize_t len)
+{
+    c_string cs;
+    PyObject *res = NULL;
+
+    if (len < 2) {
+        return truncated(error);
+    }
+    if (c_string_make(&cs, line, len) < 0) {
+        return NULL;
+    }
+    Py_ssize_t n = float_prefix(cs.s);
+    if (n == 0) {
+        float_error(PyExc_ValueError, "could not convert string to float: %R",
+                    &cs);
+        goto done;
+    }
+    char saved = cs.s[n];
+    cs.s[n] = '\0';
+    double value = PyOS_string_to_double(cs.s, NULL, NULL);
+    int has_n = strchr(cs.s, 'n') != NULL || strchr(cs.s, 'N') != NULL;
+    cs.s[n] = saved;
+    if (value == -1.0 && PyErr_Occurred()) {
+        goto done;
+    }
+    if (isinf(value) && !has_n) {
+        float_error(PyExc_OverflowError,
+                    "value too large to convert to float: %U", &cs);
+        goto done;
+    }
+    if (saved != '\n' && saved != '\0') {
+        PyErr_SetString(PyExc_ValueError, "could not convert string to float");
+        goto done;
+    }
+    res = PyFloat_FromDouble(value);
+done:
+    c_string_free(&cs);
+    return res;
+}
+
+int
+text_parse_memo_index(PyObject *error, const char *line, Py_ssize_t len,
+                      Py_ssize_t *index, PyObject **as_int)
+{
+    c_string cs;
+
+    *as_int = NULL;
+    if (len < 2) {
+        truncated(error);
+        return -1;
+    }
+    /* The common case: up to 18 decimal digits and the newline. */
+    if (len <= 19) {
+        Py_ssize_t value = 0, i = 0;
+        while (i < len - 1 && line[i] >= '0' && line[i] <= '9') {
+            value = value * 10 + (line[i] - '0');
+            i++;
+        }
+        if (i == len - 1) {
+            *index = value;
+            return 0;
+        }
+    }
+    if (c_string_make(&cs, line, len) < 0) {
+        return -1;
+    }
+    PyObject *res = int_of_c_string(&cs, 10);
+    c_string_free(&cs);
+    if (res == NULL) {
+        return -1;
+    }
+    *as_int = res;
+    return 0;
+}
+
+PyObject *
+text_decode_unicode(PyObject *error, const char *line, Py_ssize_t len)
+{
+    PyObject *value = PyUnicode_DecodeRawUnicodeEscape(line, len - 1, NULL);
+    if (value == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+        /* Again through the codec registry, for the exception that
+         * str(line, "raw-unicode-escape") raises (3.12+ adds a note). */
+        PyErr_Clear();
+        value = PyUnicode_Decode(line, len - 1, "raw-unicode-escape", NULL);
+    }
+    return value;
+}
+
+PyObject *
+text_decode_string(PyObject *error, const char *line, Py_ssize_t len)
+{
+    Py_ssize_t n = len - 1;         /* without the newline */
+    if (n < 2 || line[0] != line[n - 1]
+        || (line[0] != '\'' && line[0] != '"')) {
+        PyErr_SetString(error, "the STRING opcode argument must be quoted");
+        return NULL;
+    }
+    return PyBytes_DecodeEscape(line + 1, n - 2, NULL, 0, NULL);
+}
