@@ -156,7 +156,7 @@ machine_init(machine *m, accel_state *st)
     m->nmarks = 0;
     m->marks_capacity = MACHINE_INLINE_MARKS;
     m->fence = 0;
-    memo_init(&m->memo);
+    load_memo_init(&m->memo);
     m->proto = 0;
     m->fix_imports = 1;
     m->encoding = NULL;
@@ -342,7 +342,7 @@ machine_clear(machine *m)
         m->marks_capacity = MACHINE_INLINE_MARKS;
     }
     intern_cache_clear(m);
-    memo_clear(&m->memo);
+    load_memo_clear(&m->memo);
     inbuf_close(&m->in);
     Py_CLEAR(m->encoding);
     Py_CLEAR(m->errors);
@@ -364,7 +364,7 @@ machine_release(machine *m)
         PyMem_Free(m->marks);
     }
     intern_cache_clear(m);
-    memo_release(&m->memo);
+    load_memo_release(&m->memo);
     if (m->in.held != NULL && m->in.file == NULL && !m->in.has_view) {
         Py_CLEAR(m->in.held);       /* loads() of bytes: nothing else */
     }
@@ -384,7 +384,7 @@ machine_traverse(machine *m, visitproc visit, void *arg)
     for (Py_ssize_t i = 0; i < m->len; i++) {
         Py_VISIT(m->stack[i]);
     }
-    int rc = memo_traverse(&m->memo, visit, arg);
+    int rc = load_memo_traverse(&m->memo, visit, arg);
     if (rc) {
         return rc;
     }
@@ -848,7 +848,7 @@ op_get(machine *m)
             return -1;
         }
     }
-    PyObject *value = memo_lookup(&m->memo, index);
+    PyObject *value = load_memo_lookup(&m->memo, index);
     if (value == NULL) {
         return memo_missing(m, index);
     }
@@ -873,7 +873,7 @@ op_put(machine *m)
     }
     PyObject *top = m->stack[m->len - 1];
     if (as_int == NULL) {
-        return memo_store(&m->memo, index, top);
+        return load_memo_store(&m->memo, index, top);
     }
     int rc;
     if (_PyLong_Sign(as_int) < 0) {
@@ -881,7 +881,7 @@ op_put(machine *m)
         rc = -1;
     }
     else {
-        rc = memo_store_key(&m->memo, as_int, top);
+        rc = load_memo_store_key(&m->memo, as_int, top);
     }
     Py_DECREF(as_int);
     return rc;
@@ -1895,7 +1895,7 @@ machine_run(machine *m)
             op = OP_MEMOIZE; \
             op_offset = base + pos; \
             pos += 1; \
-            if (UNLIKELY(memo_store(&m->memo, memo_size(&m->memo), \
+            if (UNLIKELY(load_memo_store(&m->memo, load_memo_size(&m->memo), \
                                     m->stack[m->len - 1]) < 0)) { \
                 goto error; \
             } \
@@ -1903,7 +1903,7 @@ machine_run(machine *m)
         else if (end - pos >= 2 && data[pos] == OP_BINPUT) { \
             op = OP_BINPUT; \
             op_offset = base + pos; \
-            if (UNLIKELY(memo_store(&m->memo, data[pos + 1], \
+            if (UNLIKELY(load_memo_store(&m->memo, data[pos + 1], \
                                     m->stack[m->len - 1]) < 0)) { \
                 goto error; \
             } \
@@ -1912,7 +1912,7 @@ machine_run(machine *m)
         else if (end - pos >= 5 && data[pos] == OP_LONG_BINPUT) { \
             op = OP_LONG_BINPUT; \
             op_offset = base + pos; \
-            if (UNLIKELY(memo_store(&m->memo, \
+            if (UNLIKELY(load_memo_store(&m->memo, \
                                     (Py_ssize_t)read_u32(data + pos + 1), \
                                     m->stack[m->len - 1]) < 0)) { \
                 goto error; \
@@ -2123,7 +2123,7 @@ machine_run(machine *m)
                 stack_error(m);
                 goto error;
             }
-            if (UNLIKELY(memo_store(&m->memo, data[pos],
+            if (UNLIKELY(load_memo_store(&m->memo, data[pos],
                                     m->stack[m->len - 1]) < 0)) {
                 goto error;
             }
@@ -2135,7 +2135,7 @@ machine_run(machine *m)
                 stack_error(m);
                 goto error;
             }
-            if (UNLIKELY(memo_store(&m->memo, (Py_ssize_t)read_u32(data + pos),
+            if (UNLIKELY(load_memo_store(&m->memo, (Py_ssize_t)read_u32(data + pos),
                                     m->stack[m->len - 1]) < 0)) {
                 goto error;
             }
@@ -2146,7 +2146,7 @@ machine_run(machine *m)
                 stack_error(m);
                 goto error;
             }
-            if (UNLIKELY(memo_store(&m->memo, memo_size(&m->memo),
+            if (UNLIKELY(load_memo_store(&m->memo, load_memo_size(&m->memo),
                                     m->stack[m->len - 1]) < 0)) {
                 goto error;
             }
@@ -2163,7 +2163,7 @@ machine_run(machine *m)
                 index = (Py_ssize_t)read_u32(data + pos);
                 pos += 4;
             }
-            PyObject *value = memo_lookup(&m->memo, index);
+            PyObject *value = load_memo_lookup(&m->memo, index);
             if (UNLIKELY(value == NULL)) {
                 memo_missing(m, index);
                 goto error;
@@ -2855,7 +2855,7 @@ unpickler_set_memo(UnpicklerObject *self, PyObject *value, void *closure)
                         "attribute deletion is not supported");
         return -1;
     }
-    return memo_assign_dict(&self->m.memo, value);
+    return load_memo_assign_dict(&self->m.memo, value);
 }
 
 static PyMethodDef unpickler_methods[] = {

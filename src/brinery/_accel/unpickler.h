@@ -81,7 +81,7 @@ typedef struct {
     Py_ssize_t marks_capacity;
     Py_ssize_t fence;
 
-    memo_table memo;
+    load_memo_table memo;
 
     int proto;
     int fix_imports;

@@ -4,7 +4,7 @@
 #include <string.h>
 
 void
-memo_init(memo_table *memo)
+load_memo_init(load_memo_table *memo)
 {
     memo->vec = memo->inline_vec;
     memo->capacity = MEMO_INLINE;
@@ -15,7 +15,7 @@ memo_init(memo_table *memo)
 
 /* Take over the contents of src, leaving it empty. */
 static void
-memo_move(memo_table *dst, memo_table *src)
+memo_move(load_memo_table *dst, load_memo_table *src)
 {
     dst->vec = src->vec;
     dst->capacity = src->capacity;
@@ -27,17 +27,17 @@ memo_move(memo_table *dst, memo_table *src)
         memcpy(dst->inline_vec, src->inline_vec,
                (size_t)src->extent * sizeof(PyObject *));
     }
-    memo_init(src);
+    load_memo_init(src);
 }
 
 void
-memo_clear(memo_table *memo)
+load_memo_clear(load_memo_table *memo)
 {
     /* Detach the entries first: releasing them may run code that looks
      * at this memo again. */
-    memo_table old;
+    load_memo_table old;
     if (memo->vec == NULL) {        /* never initialised */
-        memo_init(memo);
+        load_memo_init(memo);
         return;
     }
     memo_move(&old, memo);
@@ -54,7 +54,7 @@ memo_clear(memo_table *memo)
 }
 
 void
-memo_release(memo_table *memo)
+load_memo_release(load_memo_table *memo)
 {
     for (Py_ssize_t i = 0; i < memo->extent; i++) {
         Py_XDECREF(memo->vec[i]);
@@ -70,7 +70,7 @@ memo_release(memo_table *memo)
 }
 
 int
-memo_traverse(memo_table *memo, visitproc visit, void *arg)
+load_memo_traverse(load_memo_table *memo, visitproc visit, void *arg)
 {
     if (memo->vec != NULL) {
         for (Py_ssize_t i = 0; i < memo->extent; i++) {
@@ -82,7 +82,7 @@ memo_traverse(memo_table *memo, visitproc visit, void *arg)
 }
 
 PyObject *
-memo_lookup_sparse(memo_table *memo, Py_ssize_t index)
+memo_lookup_sparse(load_memo_table *memo, Py_ssize_t index)
 {
     PyObject *key = PyLong_FromSsize_t(index);
     if (key == NULL) {
@@ -96,7 +96,7 @@ memo_lookup_sparse(memo_table *memo, Py_ssize_t index)
 /* Grow the vector to cover index, moving the dict's entries that now fall
  * below the capacity into it. */
 static int
-memo_grow(memo_table *memo, Py_ssize_t index)
+memo_grow(load_memo_table *memo, Py_ssize_t index)
 {
     Py_ssize_t old_capacity = memo->capacity;
     Py_ssize_t capacity = old_capacity < MEMO_INLINE ? MEMO_INLINE
@@ -164,7 +164,7 @@ memo_grow(memo_table *memo, Py_ssize_t index)
 }
 
 int
-memo_store_slow(memo_table *memo, Py_ssize_t index, PyObject *obj)
+load_memo_store_slow(load_memo_table *memo, Py_ssize_t index, PyObject *obj)
 {
     if (index < memo->capacity) {
         /* Beyond the initialised slots: clear the gap. */
@@ -175,14 +175,14 @@ memo_store_slow(memo_table *memo, Py_ssize_t index, PyObject *obj)
         memo->used++;
         return 0;
     }
-    Py_ssize_t size = memo_size(memo);
+    Py_ssize_t size = load_memo_size(memo);
     if (index < MEMO_DENSE_SLACK
         || (size < PY_SSIZE_T_MAX / 4
             && index < MEMO_DENSE_SLACK + 2 * size)) {
         if (memo_grow(memo, index) < 0) {
             return -1;
         }
-        return memo_store(memo, index, obj);
+        return load_memo_store(memo, index, obj);
     }
     if (memo->sparse == NULL) {
         memo->sparse = PyDict_New();
@@ -200,7 +200,7 @@ memo_store_slow(memo_table *memo, Py_ssize_t index, PyObject *obj)
 }
 
 int
-memo_store_key(memo_table *memo, PyObject *key, PyObject *obj)
+load_memo_store_key(load_memo_table *memo, PyObject *key, PyObject *obj)
 {
     Py_ssize_t index = PyLong_AsSsize_t(key);
     if (index == -1 && PyErr_Occurred()) {
@@ -216,11 +216,11 @@ memo_store_key(memo_table *memo, PyObject *key, PyObject *obj)
         }
         return PyDict_SetItem(memo->sparse, key, obj);
     }
-    return memo_store(memo, index, obj);
+    return load_memo_store(memo, index, obj);
 }
 
 PyObject *
-memo_to_dict(memo_table *memo)
+memo_to_dict(load_memo_table *memo)
 {
     PyObject *dict = PyDict_New();
     if (dict == NULL) {
@@ -246,9 +246,9 @@ memo_to_dict(memo_table *memo)
 }
 
 int
-memo_assign_dict(memo_table *memo, PyObject *dict)
+load_memo_assign_dict(load_memo_table *memo, PyObject *dict)
 {
-    memo_table fresh, old;
+    load_memo_table fresh, old;
     PyObject *key, *value;
     Py_ssize_t it = 0;
 
@@ -258,7 +258,7 @@ memo_assign_dict(memo_table *memo, PyObject *dict)
                      Py_TYPE(dict)->tp_name);
         return -1;
     }
-    memo_init(&fresh);
+    load_memo_init(&fresh);
     /* Nothing in the loop runs Python code, so iterating is safe. */
     while (PyDict_Next(dict, &it, &key, &value)) {
         if (!PyLong_Check(key)) {
@@ -277,7 +277,7 @@ memo_assign_dict(memo_table *memo, PyObject *dict)
         if (exact == NULL) {
             goto error;
         }
-        int rc = memo_store_key(&fresh, exact, value);
+        int rc = load_memo_store_key(&fresh, exact, value);
         Py_DECREF(exact);
         if (rc < 0) {
             goto error;
@@ -285,10 +285,10 @@ memo_assign_dict(memo_table *memo, PyObject *dict)
     }
     memo_move(&old, memo);
     memo_move(memo, &fresh);
-    memo_clear(&old);
+    load_memo_clear(&old);
     return 0;
 
 error:
-    memo_clear(&fresh);
+    load_memo_clear(&fresh);
     return -1;
 }

@@ -29,30 +29,30 @@ typedef struct {
     Py_ssize_t used;            /* non-NULL entries of vec */
     PyObject *sparse;           /* dict {int: object} for the rest, or NULL */
     PyObject *inline_vec[MEMO_INLINE];
-} memo_table;
+} load_memo_table;
 
 /* An empty memo using its inline storage. */
-void memo_init(memo_table *memo);
+void load_memo_init(load_memo_table *memo);
 /* Remove every entry and give back heap storage. */
-void memo_clear(memo_table *memo);
+void load_memo_clear(load_memo_table *memo);
 /* The same for a memo no Python code can reach (a machine on the C
  * stack): no need to detach the entries before releasing them. */
-void memo_release(memo_table *memo);
-int memo_traverse(memo_table *memo, visitproc visit, void *arg);
+void load_memo_release(load_memo_table *memo);
+int load_memo_traverse(load_memo_table *memo, visitproc visit, void *arg);
 
 /* Number of entries, as len() of the equivalent dict. */
 static inline Py_ssize_t
-memo_size(const memo_table *memo)
+load_memo_size(const load_memo_table *memo)
 {
     return memo->used + (memo->sparse ? PyDict_GET_SIZE(memo->sparse) : 0);
 }
 
-PyObject *memo_lookup_sparse(memo_table *memo, Py_ssize_t index);
+PyObject *memo_lookup_sparse(load_memo_table *memo, Py_ssize_t index);
 
 /* The object at index (borrowed), or NULL: absent (no exception set) or
  * an error (exception set). */
 static inline PyObject *
-memo_lookup(memo_table *memo, Py_ssize_t index)
+load_memo_lookup(load_memo_table *memo, Py_ssize_t index)
 {
     if (index < memo->capacity) {
         return index >= 0 && index < memo->extent ? memo->vec[index] : NULL;
@@ -60,11 +60,11 @@ memo_lookup(memo_table *memo, Py_ssize_t index)
     return memo->sparse ? memo_lookup_sparse(memo, index) : NULL;
 }
 
-int memo_store_slow(memo_table *memo, Py_ssize_t index, PyObject *obj);
+int load_memo_store_slow(load_memo_table *memo, Py_ssize_t index, PyObject *obj);
 
 /* memo[index] = obj (index >= 0; a new reference to obj is taken). */
 static inline int
-memo_store(memo_table *memo, Py_ssize_t index, PyObject *obj)
+load_memo_store(load_memo_table *memo, Py_ssize_t index, PyObject *obj)
 {
     if (index == memo->extent && index < memo->capacity) {
         /* The usual case: the next index. */
@@ -84,17 +84,17 @@ memo_store(memo_table *memo, Py_ssize_t index, PyObject *obj)
         }
         return 0;
     }
-    return memo_store_slow(memo, index, obj);
+    return load_memo_store_slow(memo, index, obj);
 }
 
 /* memo[key] = obj for an int key >= 0 of any size. */
-int memo_store_key(memo_table *memo, PyObject *key, PyObject *obj);
+int load_memo_store_key(load_memo_table *memo, PyObject *key, PyObject *obj);
 
 /* A new dict {index: object}. */
-PyObject *memo_to_dict(memo_table *memo);
+PyObject *memo_to_dict(load_memo_table *memo);
 /* Replace the contents with those of a dict of {int >= 0: object}:
  * TypeError for a non-dict or a non-int key, ValueError for a negative
  * key; on error the memo is unchanged. */
-int memo_assign_dict(memo_table *memo, PyObject *dict);
+int load_memo_assign_dict(load_memo_table *memo, PyObject *dict);
 
 #endif /* BRINERY_UNPICKLER_MEMO_H */
