@@ -191,6 +191,18 @@ def decode_name_line(line, encoding="utf-8"):
     return str(line[:-1], encoding, "strict")
 
 
+def compat_name(module, name):
+    """The Python 3 (module, name) for a name a Python 2 pickle uses.
+
+    Applied to globals of protocols 0-2 when fix_imports is on; brinery.safe
+    checks its allow-list against the result.
+    """
+    mapped = _compat_pickle.NAME_MAPPING.get((module, name))
+    if mapped is not None:
+        return mapped
+    return _compat_pickle.IMPORT_MAPPING.get(module, module), name
+
+
 def getattribute(obj, name, allow_qualname):
     """Resolve name (a dotted qualname when allowed) on obj."""
     if not allow_qualname:
@@ -285,11 +297,7 @@ class Unpickler:
         protocol 4+). Subclasses override this to restrict globals."""
         sys.audit("pickle.find_class", module, name)
         if self.proto < 3 and self.fix_imports:
-            mapped = _compat_pickle.NAME_MAPPING.get((module, name))
-            if mapped is not None:
-                module, name = mapped
-            else:
-                module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+            module, name = compat_name(module, name)
         __import__(module, level=0)
         return getattribute(sys.modules[module], name, self.proto >= 4)
 
@@ -1087,7 +1095,8 @@ class Unpickler:
         self._push_global(module, name)
         return pos
 
-    def _load_ext(self, pos, size):
+    def _read_ext_code(self, pos, size):
+        """EXT1/2/4's argument: (code, position after it)."""
         if pos + size > self._end:
             pos = self._fill(pos, size)
         data = self._data
@@ -1099,21 +1108,18 @@ class Unpickler:
             code = _unpack_int4(data, pos)[0]
         if code <= 0:
             raise UnpicklingError("EXT specifies code <= 0")
+        return code, pos + size
+
+    def _load_ext(self, pos, size):
+        code, pos = self._read_ext_code(pos, size)
         obj = _extension_cache.get(code, _MISSING)
         if obj is not _MISSING:
             self.stack.append(obj)
-            return pos + size
-        key = _inverted_registry.get(code)
-        if key is None:
-            raise ValueError(f"unregistered extension code {code}")
-        if (type(key) is not tuple or len(key) != 2
-                or not isinstance(key[0], str) or not isinstance(key[1], str)):
-            raise ValueError(
-                f"_inverted_registry[{code}] isn't a 2-tuple of strings")
-        obj = self.find_class(*key)
+            return pos
+        obj = self.find_class(*extension_key(code))
         _extension_cache[code] = obj
         self.stack.append(obj)
-        return pos + size
+        return pos
 
     def load_ext1(self, pos):
         return self._load_ext(pos, 1)
@@ -1227,6 +1233,18 @@ class Unpickler:
             return pos
         _default_setstate(inst, state)
         return pos
+
+
+def extension_key(code):
+    """The (module, name) copyreg's registry gives extension code."""
+    key = _inverted_registry.get(code)
+    if key is None:
+        raise ValueError(f"unregistered extension code {code}")
+    if (type(key) is not tuple or len(key) != 2
+            or not isinstance(key[0], str) or not isinstance(key[1], str)):
+        raise ValueError(
+            f"_inverted_registry[{code}] isn't a 2-tuple of strings")
+    return key
 
 
 def _default_setstate(inst, state):
