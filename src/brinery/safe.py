@@ -211,7 +211,7 @@ DEFAULT_LIMITS = Limits()
 # included; both implementations charge exactly these.
 COSTS = {
     "stack_slot": 9,
-    "mark": 72,
+    "mark": 80,
     "memo_slot": 9,
     "list": 56, "list_item": 9,
     "tuple": 40, "tuple_item": 8,
@@ -573,11 +573,13 @@ def _call_counter(session, func, args):
 
 
 def _check_shallow(session, name, values):
+    """Refuse a shallow container (or an object array) directly inside
+    another: a chain of them would overflow the C stack when freed."""
     for value in values:
         kind = session.kind_of(value)
         if kind is not None and kind is not FOREIGN and kind.shallow:
-            raise _limit("max_key_depth",
-                         f"{name} may not directly contain a {kind.name}")
+            raise _unsafe(f"{name} may not directly contain a {kind.name}",
+                          f"{name} nesting")
 
 
 def _call_defaultdict(session, func, args):
@@ -641,8 +643,16 @@ def _build_dtype(session, inst, state):
     _need(all(type(v) is int for v in (elsize, align, flags)) and
           -1 <= elsize < 1 << 31 and -1 <= align <= 64, name,
           "bad sizes")
-    _need(len(state) == 8 or state[8] is None or type(state[8]) is dict,
-          name, "metadata must be a dict")
+    if len(state) == 9:
+        meta = state[8]
+        if type(meta) is tuple:          # datetimes: (dict, (unit, ...))
+            _need(len(meta) == 2 and (meta[0] is None or type(meta[0]) is
+                                      dict) and type(meta[1]) is tuple and
+                  len(meta[1]) == 4 and type(meta[1][0]) in (bytes, str) and
+                  _int_args(meta[1][1:]), name, "bad datetime metadata")
+        else:
+            _need(meta is None or type(meta) is dict, name,
+                  "metadata must be a dict")
     symbolic = session.symbolic
     if sub is not None:
         _need(type(sub) is tuple and len(sub) == 2 and
@@ -951,9 +961,10 @@ class Session:
         self.memory = 0
         self.work = 0
         self.str_bytes = 0
-        # Bytes of input consumed before the current opcode, set by the
-        # unpickler: the budgets grow with it.
+        # Bytes of input consumed before the current opcode and the memory
+        # budget they give, set by the unpickler (set_consumed).
         self.consumed = 0
+        self.budget = self.limits.memory_allowance
         self.globals = {}
         self.guarded = {}
         self.kinds = {}
@@ -962,13 +973,16 @@ class Session:
 
     # -- budgets: charged before the allocation they pay for
 
+    def set_consumed(self, consumed):
+        self.consumed = consumed
+        self.budget = self.limits.memory_per_input_byte * consumed + \
+            self.limits.memory_allowance
+
     def charge(self, n):
         """Add n bytes to the memory model; refuse if over budget."""
         self.memory += n
-        limits = self.limits
-        budget = limits.memory_per_input_byte * self.consumed + \
-            limits.memory_allowance
-        if self.memory > budget:
+        if self.memory > self.budget:
+            limits = self.limits
             raise _limit(
                 "memory_per_input_byte",
                 f"the load would hold more than "
@@ -1485,7 +1499,8 @@ class SafeUnpickler(Unpickler):
                     # Budgets follow the input consumed, refreshed every
                     # 4 KiB (and exactly before every method call).
                     session.consumed = base + start - first
-                    budget = mem_factor * session.consumed + mem_allow
+                    session.budget = budget = \
+                        mem_factor * session.consumed + mem_allow
                     horizon = pos + 4096
                 if op >= 0x80:
                     if op == 0x94:                              # MEMOIZE
@@ -1622,10 +1637,10 @@ class SafeUnpickler(Unpickler):
                             append(obj)
                             pos = stop
                             session.consumed = base + pos - first
+                            session.budget = budget = \
+                                mem_factor * session.consumed + mem_allow
                             session.count_str_bytes(len(obj))
                             session.charge(getsizeof(obj))
-                            budget = mem_factor * session.consumed + \
-                                mem_allow
                             if len(stack) + below > high:
                                 high = self._deeper(len(stack) + below, high)
                             continue
@@ -1705,6 +1720,16 @@ class SafeUnpickler(Unpickler):
                     if len(stack) + below > high:
                         high = self._deeper(len(stack) + below, high)
                     continue
+                elif op == 0x32:                                    # DUP
+                    if stack:
+                        append(stack[-1])
+                        if len(stack) + below > high:
+                            high = self._deeper(len(stack) + below, high)
+                        continue
+                elif op == 0x30:                                    # POP
+                    if stack:
+                        stack.pop()
+                        continue
                 elif op == 0x29 or op == 0x4E:      # EMPTY_TUPLE, NONE
                     append(() if op == 0x29 else None)
                     if len(stack) + below > high:
@@ -1717,11 +1742,15 @@ class SafeUnpickler(Unpickler):
                         return pos
                 # Everything else, and the slow cases of the above.
                 session.consumed = base + start - first
+                session.budget = budget = \
+                    mem_factor * session.consumed + mem_allow
                 self.op_offset = base + start
                 pos = dispatch[op](self, pos)
                 if leaf[op]:
                     # Its payload was input: it counts for the budget.
                     session.consumed = self._base + pos - first
+                    session.budget = budget = \
+                        mem_factor * session.consumed + mem_allow
                     self._charge_leaf(op)
                 data = self._data
                 end = self._end
@@ -1729,7 +1758,6 @@ class SafeUnpickler(Unpickler):
                 stack = self.stack
                 append = stack.append
                 memo = self.memo
-                budget = mem_factor * session.consumed + mem_allow
                 if len(metastack) != marks:
                     if len(metastack) > marks:
                         frames.append(len(metastack[-1]))
@@ -1747,6 +1775,7 @@ class SafeUnpickler(Unpickler):
             self._consumed_before = self._base + stop.args[0] - first
             return stop.args[0]
         except Exception as exc:
+            self._note_position(exc, data, start)
             new = self._safe_error(exc, base + start, ops <= 1 and
                                    start == self._start and
                                    isinstance(exc, EOFError))
@@ -1755,12 +1784,15 @@ class SafeUnpickler(Unpickler):
             raise new from exc
 
     def _deeper(self, depth, high):
-        """The stack reached a new high-water mark: check and charge it."""
-        if depth > self._limits.max_stack_depth:
-            raise _limit("max_stack_depth", f"more than "
-                         f"{self._limits.max_stack_depth} items on the stack")
-        self._session.charge(_C["stack_slot"] * (depth - high))
-        return depth
+        """The stack passed its high-water mark: check it and charge the
+        slots up to the new mark, reserved 1024 at a time."""
+        limit = self._limits.max_stack_depth
+        if depth > limit:
+            raise _limit("max_stack_depth",
+                         f"more than {limit} items on the stack")
+        new = min(limit, (depth | 1023) + 1)
+        self._session.charge(_C["stack_slot"] * (new - high))
+        return new
 
     @property
     def _input_cut(self):

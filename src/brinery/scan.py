@@ -471,12 +471,23 @@ class _Scanner:
         index = 0
         while start < len(data):
             label = name if index == 0 else f"{name}#{index + 1}"
+            # Each pickle with a fresh memo (a new Unpickler, as most
+            # readers do); if that fails for want of a memo entry, again
+            # with the memo so far (one Unpickler reading them in turn).
+            shared = machine.memo
+            machine.memo = []
             part, end = self._run_one(machine, start, label,
                                       required and index == 0)
+            if part is not None and part.error is not None and \
+                    "Memo value not found" in part.error:
+                machine.memo = shared
+                part, end = self._run_one(machine, start, label,
+                                          required and index == 0)
             if part is None:
-                report.notes.append(
-                    f"{name}: {len(data) - start} bytes after byte {start} "
-                    f"are not a pickle")
+                if index:
+                    report.notes.append(
+                        f"{name}: {len(data) - start} bytes after the last "
+                        f"pickle (byte {start}) are not a pickle")
                 return
             report._add(part)
             if end is None:
