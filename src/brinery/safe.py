@@ -382,11 +382,11 @@ def _call_range(session, func, args):
     return 48 + sum(_getsizeof(a) for a in args), None
 
 
-_TYPE_OF_SINGLETON = (None, Ellipsis, NotImplemented)
-
-
 def _call_type(session, func, args):
-    _need(len(args) == 1 and any(args[0] is s for s in _TYPE_OF_SINGLETON),
+    rule = session.global_rule(args[0]) if len(args) == 1 else None
+    _need(len(args) == 1 and (args[0] is None or rule is not None and
+                              rule.name in ("builtins.Ellipsis",
+                                            "builtins.NotImplemented")),
           "builtins.type", "only type(None), type(...), type(NotImplemented)")
     return 0, FOREIGN
 
@@ -2094,7 +2094,7 @@ class SafeUnpickler(Unpickler):
         cls = stack.pop()
         if type(args) is not tuple:
             raise UnpicklingError("NEWOBJ expected an arg tuple.")
-        if not isinstance(cls, type):
+        if not self._is_type(cls):
             raise UnpicklingError("NEWOBJ class argument isn't a type object")
         stack.append(self._session.newobj(cls, args, {}))
         return pos
@@ -2106,7 +2106,7 @@ class SafeUnpickler(Unpickler):
         kwargs = stack.pop()
         args = stack.pop()
         cls = stack.pop()
-        if not isinstance(cls, type) or type(args) is not tuple or \
+        if not self._is_type(cls) or type(args) is not tuple or \
                 type(kwargs) is not dict:
             raise UnpicklingError(
                 "NEWOBJ_EX needs a type, a tuple and a dict")
@@ -2138,6 +2138,8 @@ class SafeUnpickler(Unpickler):
         state = stack.pop()
         self._session.build(stack[-1], state)
         return pos
+
+    _is_type = staticmethod(lambda obj: isinstance(obj, type))
 
     def load_next_buffer(self, pos):
         pos = Unpickler.load_next_buffer(self, pos)

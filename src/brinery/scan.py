@@ -43,6 +43,7 @@ import argparse
 import ast
 import bz2
 import copyreg
+import encodings.cp437  # noqa: F401  (zip names: never imported mid-scan)
 import io
 import json
 import lzma
@@ -309,6 +310,10 @@ class _ScanMachine(SafeUnpickler):
         super()._setup(policy, limits, persistent_load)
         self._session.machine = self
 
+    @staticmethod
+    def _is_type(obj):
+        return type(obj) is GlobalRef or isinstance(obj, type)
+
     def load_next_buffer(self, pos):
         self._session.buffers += 1
         self._session.charge(64)
@@ -350,9 +355,10 @@ class Part:
     persistent_ids: list = field(default_factory=list)
     ext_codes: list = field(default_factory=list)
     buffers: int = 0
+    found: bool = False        # anything recorded (even if it then broke)
 
     def to_dict(self):
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "found"}
 
 
 @dataclass
@@ -424,7 +430,7 @@ class _Scanner:
         machine._session.allow_persistent = self.allow_persistent
         return machine
 
-    def _run_one(self, machine, start, name, required):
+    def _run_one(self, machine, start, name):
         """Scan the pickle at data[start:]; return (Part, end or None)."""
         part = Part(name=name, offset=start)
         session = machine._session
@@ -450,10 +456,8 @@ class _Scanner:
         part.persistent_ids = session.persistent_ids[marks[3]:]
         part.ext_codes = session.ext_codes[marks[4]:]
         part.buffers = session.buffers - marks[5]
-        found = part.reasons or part.globals or part.calls or \
-            part.persistent_ids or part.ext_codes
-        if end is None and not required and not found:
-            return None, None          # not a pickle: just data
+        part.found = bool(part.reasons or part.globals or part.calls or
+                          part.persistent_ids or part.ext_codes)
         if part.reasons:
             part.verdict = "unsafe"
         elif part.error is not None:
@@ -476,13 +480,14 @@ class _Scanner:
             # with the memo so far (one Unpickler reading them in turn).
             shared = machine.memo
             machine.memo = []
-            part, end = self._run_one(machine, start, label,
-                                      required and index == 0)
-            if part is not None and part.error is not None and \
+            part, end = self._run_one(machine, start, label)
+            if index and part.error is not None and \
                     "Memo value not found" in part.error:
                 machine.memo = shared
-                part, end = self._run_one(machine, start, label,
-                                          required and index == 0)
+                part, end = self._run_one(machine, start, label)
+            if end is None and not part.found and \
+                    not (required and index == 0):
+                part = None             # not a pickle: just data
             if part is None:
                 if index:
                     report.notes.append(

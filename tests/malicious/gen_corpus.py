@@ -480,7 +480,10 @@ def malformed_cases():
     ]
     for name, data, technique in m:
         expect = "unsafe" if name == "setitem_on_tuple" else "malformed"
-        case(name, data, technique, expect)
+        # Out-of-band buffers are data the caller supplies: the scanner
+        # counts them, the loader needs them.
+        scan = "safe" if name == "next_buffer_without_buffers" else None
+        case(name, data, technique, expect, scan=scan)
 
 
 def container_cases():
