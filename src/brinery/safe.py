@@ -39,95 +39,125 @@ an added name is trusted: it may be called with any arguments, built and
 filled like an ordinary class, and the resource guarantee does not cover
 what its code does.
 
-Design: one machine, three parts
-================================
+Design: one machine, two halves
+===============================
 
-`SafeUnpickler` is the pure Unpickler with its own checked loop. It keeps
-the byte-level work (parsing, limits, the memory model) and hands every
-operation that can reach code to a `Session`, a plain Python object that
-holds the policy decisions and the per-load registries. `brinery.scan`
-runs the same loop with a session that returns placeholders instead of
-importing or calling, so the scanner and the loader read the same bytes
-the same way.
+`SafeUnpickler` is the pure Unpickler with its own checked loop. It does
+the byte-level work (parsing with the Unpickler's own handlers, limits,
+the memory model) and hands every operation that can reach code to a
+`Session`, a plain Python object holding the policy decisions and the
+per-unpickler registries. `brinery.scan` runs the same loop with a
+session that returns placeholders instead of importing or calling, so the
+scanner and the loader read the same bytes the same way.
 
 What the C unpickler must enforce in safe mode
 ==============================================
 
-The C implementation gets the same `Policy`, `Limits` and `Session`
-objects and must behave identically; concretely:
+The C implementation is given the same `Limits` and a `Session` (one per
+unpickler, from ``Session(policy, limits)``) and must accept and refuse
+exactly the same pickles, with the same error types, ``limit``/``what``
+and offsets. Concretely:
 
-1. Limits (plain ints, read once per load from the `Limits` object). On
-   violation raise ``PickleLimitError(message, offset=<opcode offset>,
-   limit=<field name>)``:
+1. Limits: plain ints, read once per load. On violation raise
+   ``PickleLimitError(message, limit=<field name>)`` with ``offset`` set to
+   the byte offset of the opcode (see 5). Checked before the work:
 
-   - ``max_input_bytes``: bytes consumed from the start of this pickle
-     (files: bytes read); a declared length that would cross it fails
-     before anything is read or allocated;
-   - ``max_opcodes``: opcodes executed by this load;
+   - ``max_input_bytes``: bytes of this pickle (files: bytes read through
+     ``read``/``readline``, never more; a declared length that would cross
+     the limit fails before anything is read or allocated; in memory the
+     input is cut at the limit and any read past it is this error);
+   - ``max_opcodes``: opcodes executed by this load (checked as each one
+     is read);
    - ``max_stack_depth``: items on the stack, all MARK frames counted;
    - ``max_mark_depth``: open MARKs;
    - ``max_memo_entries``: a memo index must be below it (PUT, BINPUT,
      LONG_BINPUT, MEMOIZE);
-   - ``max_container_len``: items of one list/tuple/dict/set (after
-     APPEND(S)/SETITEM(S)/ADDITEMS, LIST, TUPLE, DICT, FROZENSET, and in
-     the arguments of allowed calls);
-   - ``max_str_bytes``: total len() of every str, bytes and bytearray the
-     load creates (opcodes and allowed calls);
-   - ``max_int_digits``: length of the text argument of INT, LONG, FLOAT,
-     GET and PUT (checked before parsing: int() of decimal text is
-     quadratic); ``max_int_bytes``: byte count of LONG1/LONG4;
-   - ``max_key_depth``, ``max_hash_collisions``: enforced by
-     ``Session.check_keys`` (call it, see 4);
-   - memory: after each opcode, ``charged <= memory_per_input_byte *
-     consumed + memory_allowance`` where charged is the sum of the model
-     costs below plus ``session.memory``; work: ``session.work <=
-     work_per_input_byte * consumed + work_allowance``.
+   - ``max_container_len``: items in one list/tuple/dict/set after LIST,
+     TUPLE, DICT, FROZENSET, APPEND(S), SETITEM(S), ADDITEMS (dict: pairs);
+   - ``max_str_bytes``: total len() of the str, bytes and bytearray
+     objects opcodes and allowed calls create (``session.count_str_bytes``);
+   - ``max_int_digits``: the text argument line of INT, LONG, FLOAT, GET
+     and PUT, newline included, may be at most max_int_digits + 3 bytes
+     (before parsing: decimal int() is quadratic); ``max_int_bytes``: an
+     int from LONG1/LONG4 may have at most 8 * max_int_bytes bits;
+   - ``max_key_depth``, ``max_hash_collisions``, ``work_*``: enforced by
+     ``session.check_keys`` (see 4);
+   - ``memory_*``: by ``session.charge`` (see 2).
 
-2. The memory model (`COSTS`, bytes; identical in both implementations so
-   that both accept exactly the same pickles): every slot of the stack's
-   high-water mark ``stack_slot``; each MARK ``mark``; each memo index
-   below the highest one used ``memo_slot``; each str, bytes, bytearray,
-   int outside [-5, 256] and float an opcode creates ``sys.getsizeof`` of
-   it; EMPTY_LIST/DICT/SET and LIST/DICT/FROZENSET/TUPLE* the empty
-   object plus per item ``list_item``, ``dict_item``, ``set_item``,
-   ``tuple_item``; APPEND(S)/SETITEM(S)/ADDITEMS per item likewise;
-   READONLY_BUFFER ``memoryview``. Everything the session does it charges
-   to ``session.memory`` itself.
+2. The memory model. Every allocation is charged, before it is made when
+   its size is known (``session.charge(n)`` raises PickleLimitError
+   "memory_per_input_byte" when ``session.memory`` passes
+   ``session.budget``). The unpickler keeps ``session.consumed`` (bytes
+   of this unpickler's input before the current opcode, after it for
+   str/bytes/int/float opcodes, whose payload counts) and
+   ``session.budget = memory_per_input_byte * consumed +
+   memory_allowance`` up to date; it may refresh them lazily, but at
+   least every 4096 bytes and before every session call. The charges
+   (`COSTS`, identical in both implementations):
 
-3. Every operation that can reach code goes through the session, with
-   the C side doing only the parsing and the stack work:
+   - the stack's high-water mark, all frames counted, reserved 1024 slots
+     at a time (``min(max_stack_depth, (depth | 1023) + 1)``):
+     ``stack_slot`` per slot; each MARK: ``mark``;
+   - the memo is dense: growing it to index i charges ``memo_slot`` for
+     each new index up to i;
+   - str, bytes, bytearray, int and float objects that opcodes create
+     (INT, BININT, BININT2, LONG, LONG1, LONG4, FLOAT, BINFLOAT, STRING,
+     BINSTRING, SHORT_BINSTRING, UNICODE, BINUNICODE, SHORT_BINUNICODE,
+     BINUNICODE8, BINBYTES, SHORT_BINBYTES, BINBYTES8, BYTEARRAY8):
+     ``sys.getsizeof`` of the object, 0 for ints in [-5, 256];
+   - EMPTY_LIST ``list``, EMPTY_DICT ``dict``, EMPTY_SET ``set``; LIST
+     ``list + n * list_item``; TUPLE ``tuple + n * tuple_item``; TUPLE1/2/3
+     ``tuple + k * tuple_item``; DICT ``dict + n/2 * dict_item``;
+     FROZENSET ``set + n * set_item``; APPEND(S) to a list ``list_item``,
+     SETITEM(S) to a dict ``dict_item``, ADDITEMS to a set ``set_item`` per
+     item; READONLY_BUFFER ``memoryview``;
+   - everything the session does, it charges itself.
 
-   - GLOBAL, STACK_GLOBAL (after checking both are str), INST's names:
-     ``find_class(module, name)``, whose safe implementation is
-     ``session.resolve(module, name, proto, fix_imports)``; a subclass may
-     override find_class, but only objects the session resolved are
-     callable;
-   - EXT1/2/4: ``session.ext(code, proto, fix_imports, find_class)``;
-   - REDUCE: ``session.reduce(func, args)``; NEWOBJ / NEWOBJ_EX:
-     ``session.newobj(cls, args, kwargs)`` (kwargs ``{}`` for NEWOBJ) after
-     the usual "is a type / tuple / dict" checks; INST and OBJ:
-     ``session.instantiate(cls, args)``; BUILD: ``session.build(inst,
-     state)`` (the session performs the BUILD);
-   - PERSID / BINPERSID: ``session.persistent(pid)``; NEXT_BUFFER: push
+3. Every operation that can reach code goes through the session; the C
+   side only parses and does the stack work, with the pure unpickler's
+   checks and messages:
+
+   - GLOBAL, STACK_GLOBAL (both str, else "STACK_GLOBAL requires str"),
+     INST's names: ``self.find_class(module, name)``, whose safe version is
+     ``session.resolve(module, name, proto, fix_imports)`` (compatibility
+     mapping, policy check, then import); a subclass may override
+     find_class, but only objects the session resolved can be called;
+   - EXT1/2/4: ``session.ext(code, proto, fix_imports, find_class)``,
+     never ``copyreg._extension_cache``;
+   - REDUCE: ``session.reduce(func, args)`` (args must be a tuple);
+     NEWOBJ: ``session.newobj(cls, args, {})``, NEWOBJ_EX:
+     ``session.newobj(cls, args, kwargs)`` (after the type/tuple/dict
+     checks); INST and OBJ: ``session.instantiate(cls, args, "INST" or
+     "OBJ")``; BUILD: ``session.build(inst, state)``, which checks and
+     performs it;
+   - PERSID, BINPERSID: ``session.persistent(pid)`` (it calls the
+     caller's persistent_load, or refuses); NEXT_BUFFER: push
      ``session.buffer(obj)``;
-   - APPEND(S), SETITEM(S), ADDITEMS: if the target is an exact list
-     (APPEND/APPENDS), dict (SETITEM/SETITEMS) or set (ADDITEMS) and
-     ``id(target)`` is not a key of ``session.guarded``, do it natively
-     (after ``session.check_keys`` for dict keys and set items, and the
-     container length check); otherwise ``session.add_items(target,
-     opname, items)``, which checks and performs it;
-   - DICT and FROZENSET: ``session.check_keys(keys, len)`` before building.
+   - APPEND(S) to an exact list, SETITEM(S) to an exact dict, ADDITEMS to
+     an exact set, whose ``id()`` is not a key of ``session.guarded``: do
+     it natively after the length check, calling
+     ``session.check_keys(keys, len(target) + n)`` first for dict keys and
+     set items; any other target: ``session.add_items(target, opname,
+     items)``, which checks and performs it;
+   - DICT: ``session.check_keys(keys, n/2)``, FROZENSET:
+     ``session.check_keys(items, n)``, before building.
 
-4. ``session.check_keys(keys, size)`` must be called for every dict key and
-   set element an opcode inserts, before hashing it (it refuses tuples
-   nested deeper than ``max_key_depth``, whose hash would overflow the C
-   stack, and counts hashing work and full-hash collisions).
+4. ``session.check_keys(keys, size)`` before hashing any key or set item
+   an opcode inserts: it refuses tuples nested deeper than
+   ``max_key_depth`` (their hash() recurses in C and overflows the stack),
+   charges hashing work (tuple nodes, counting shared subtuples each
+   time) against ``work_per_input_byte * consumed + work_allowance``, and
+   counts distinct keys with equal hashes in containers of 32 items or
+   more (``max_hash_collisions``: colliding hashes make a dict quadratic).
 
-5. Errors: any exception other than UnpicklingError (and its subclasses)
-   raised while loading becomes ``UnpicklingError("<type>: <message>")``
-   chained to it; every error gets ``offset`` (the opcode's byte offset)
-   if it has none; EOF before the first opcode raises `EndOfInputError`
-   (both UnpicklingError and EOFError).
+5. Errors: an exception other than UnpicklingError raised while loading
+   becomes ``UnpicklingError("<type>: <message>")`` chained to it
+   (MemoryError becomes PickleLimitError "memory_per_input_byte"); a
+   truncation caused by the input limit becomes PickleLimitError
+   "max_input_bytes"; EOF before the first opcode raises
+   `EndOfInputError` (an UnpicklingError and an EOFError). Every error
+   gets ``offset`` (the failing opcode's byte offset) if it has none, and
+   " (at byte N)" at the end of its message.
 """
 
 import re

@@ -118,13 +118,16 @@ class OpaqueRef:
 _REFS = (GlobalRef, ResultRef, OpaqueRef)
 
 
-def _brief(obj, room=120):
-    """A short, safe description of a value (never a full repr)."""
+def _brief(obj, room=120, depth=0):
+    """A short, safe description of a value (never a full repr; nested
+    containers three levels deep at most)."""
     t = type(obj)
     if t in _REFS:
         text = repr(obj)
+    elif t in (tuple, list) and depth >= 3:
+        text = f"{t.__name__} of {len(obj)} items"
     elif t in (tuple, list):
-        inner = ", ".join(_brief(x, 40) for x in obj[:4])
+        inner = ", ".join(_brief(x, 40, depth + 1) for x in obj[:4])
         if len(obj) > 4:
             inner += f", ... ({len(obj)} items)"
         text = f"({inner})" if t is tuple else f"[{inner}]"
