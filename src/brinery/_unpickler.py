@@ -586,6 +586,11 @@ class Unpickler:
             step = min(step * 2, 1 << 30)
         return b"".join(chunks)
 
+    def _numeric_line(self, pos):
+        """The text argument of INT, LONG, FLOAT, GET or PUT (brinery.safe
+        bounds its length before it is parsed)."""
+        return self._readline(pos)
+
     def _readline(self, pos):
         """The line starting at pos, newline included, and the position
         after it. A line with no newline is truncated data."""
@@ -703,7 +708,7 @@ class Unpickler:
         return pos
 
     def load_int(self, pos):
-        line, pos = self._readline(pos)
+        line, pos = self._numeric_line(pos)
         self.stack.append(parse_int_line(line))
         return pos
 
@@ -726,7 +731,7 @@ class Unpickler:
         return pos + 2
 
     def load_long(self, pos):
-        line, pos = self._readline(pos)
+        line, pos = self._numeric_line(pos)
         self.stack.append(parse_long_line(line))
         return pos
 
@@ -753,7 +758,7 @@ class Unpickler:
         return self._load_counted_long(pos, 4)
 
     def load_float(self, pos):
-        line, pos = self._readline(pos)
+        line, pos = self._numeric_line(pos)
         self.stack.append(parse_float_line(line))
         return pos
 
@@ -937,27 +942,22 @@ class Unpickler:
         self.stack.append(dict(zip(items[::2], items[1::2])))
         return pos
 
+    # The item opcodes check their operands here and fill the target in
+    # _add_items (which brinery.safe overrides).
+
     def load_append(self, pos):
         stack = self.stack
         if len(stack) < 2:
             raise self._stack_error()
         value = stack.pop()
-        target = stack[-1]
-        if type(target) is list:
-            target.append(value)
-        else:
-            _extend(target, [value])
+        self._add_items(stack[-1], "APPEND", [value])
         return pos
 
     def load_appends(self, pos):
         items = self._pop_mark()
         target = self._top()
-        if not items:
-            return pos
-        if type(target) is list:
-            target.extend(items)
-        else:
-            _extend(target, items)
+        if items:
+            self._add_items(target, "APPENDS", items)
         return pos
 
     def load_setitem(self, pos):
@@ -966,35 +966,27 @@ class Unpickler:
             raise self._stack_error()
         value = stack.pop()
         key = stack.pop()
-        stack[-1][key] = value
+        self._add_items(stack[-1], "SETITEM", [key, value])
         return pos
 
     def load_setitems(self, pos):
         items = self._pop_mark()
         target = self._top()
-        if not items:
-            return pos
-        if len(items) % 2:
-            raise UnpicklingError("odd number of items for SETITEMS")
-        if type(target) is dict:
-            target.update(zip(items[::2], items[1::2]))
-        else:
-            for i in range(0, len(items), 2):
-                target[items[i]] = items[i + 1]
+        if items:
+            if len(items) % 2:
+                raise UnpicklingError("odd number of items for SETITEMS")
+            self._add_items(target, "SETITEMS", items)
         return pos
 
     def load_additems(self, pos):
         items = self._pop_mark()
         target = self._top()
-        if not items:
-            return pos
-        if isinstance(target, set):
-            set.update(target, items)
-        else:
-            add = target.add
-            for item in items:
-                add(item)
+        if items:
+            self._add_items(target, "ADDITEMS", items)
         return pos
+
+    def _add_items(self, target, opname, items):
+        add_items(target, opname, items)
 
     # Stack and memo.
 
@@ -1028,7 +1020,7 @@ class Unpickler:
                 f"Memo value not found at index {idx}") from None
 
     def load_get(self, pos):
-        line, pos = self._readline(pos)
+        line, pos = self._numeric_line(pos)
         idx = parse_memo_index(line)
         if not -_SSIZE_MAX - 1 <= idx <= _SSIZE_MAX:
             raise OverflowError("Python int too large to convert to C "
@@ -1048,30 +1040,34 @@ class Unpickler:
         self.stack.append(self._memo_get(_unpack_uint4(self._data, pos)[0]))
         return pos + 4
 
+    def _memo_put(self, idx):
+        """Store the top of the stack in the memo at idx (brinery.safe
+        bounds and charges it)."""
+        self.memo[idx] = self._top()
+
     def load_put(self, pos):
-        line, pos = self._readline(pos)
-        top = self._top()
+        line, pos = self._numeric_line(pos)
+        self._top()
         idx = parse_memo_index(line)
         if idx < 0:
             raise ValueError("negative PUT argument")
-        self.memo[idx] = top
+        self._memo_put(idx)
         return pos
 
     def load_binput(self, pos):
         if pos >= self._end:
             pos = self._fill(pos, 1)
-        self.memo[self._data[pos]] = self._top()
+        self._memo_put(self._data[pos])
         return pos + 1
 
     def load_long_binput(self, pos):
         if pos + 4 > self._end:
             pos = self._fill(pos, 4)
-        self.memo[_unpack_uint4(self._data, pos)[0]] = self._top()
+        self._memo_put(_unpack_uint4(self._data, pos)[0])
         return pos + 4
 
     def load_memoize(self, pos):
-        memo = self.memo
-        memo[len(memo)] = self._top()
+        self._memo_put(len(self.memo))
         return pos
 
     # Globals, extension codes, persistent IDs.
@@ -1154,7 +1150,24 @@ class Unpickler:
         self.stack.append(self._pers(pid))
         return pos
 
-    # Building objects.
+    # Building objects. The handlers check their operands; the calls go
+    # through _call, _new, _instantiate and _build, which brinery.safe
+    # overrides.
+
+    def _call(self, func, args):
+        return func(*args)
+
+    def _new(self, cls, args, kwargs):
+        return cls.__new__(cls, *args, **kwargs)
+
+    def _instantiate(self, cls, args, opname):
+        return _instantiate(cls, args)
+
+    def _build(self, inst, state):
+        build(inst, state)
+
+    def _is_type(self, obj):
+        return isinstance(obj, type)
 
     def load_reduce(self, pos):
         stack = self.stack
@@ -1164,7 +1177,7 @@ class Unpickler:
         func = stack.pop()
         if not isinstance(args, tuple):
             raise TypeError("argument list must be a tuple")
-        stack.append(func(*args))
+        stack.append(self._call(func, args))
         return pos
 
     def load_newobj(self, pos):
@@ -1175,10 +1188,10 @@ class Unpickler:
         if not isinstance(args, tuple):
             raise UnpicklingError("NEWOBJ expected an arg tuple.")
         cls = stack.pop()
-        if not isinstance(cls, type):
+        if not self._is_type(cls):
             raise UnpicklingError(
                 "NEWOBJ class argument isn't a type object")
-        stack.append(cls.__new__(cls, *args))
+        stack.append(self._new(cls, args, {}))
         return pos
 
     def load_newobj_ex(self, pos):
@@ -1188,7 +1201,7 @@ class Unpickler:
         kwargs = stack.pop()
         args = stack.pop()
         cls = stack.pop()
-        if not isinstance(cls, type):
+        if not self._is_type(cls):
             raise UnpicklingError(
                 f"NEWOBJ_EX class argument must be a type, not "
                 f"{type(cls).__name__}")
@@ -1200,7 +1213,7 @@ class Unpickler:
             raise UnpicklingError(
                 f"NEWOBJ_EX kwargs argument must be a dict, not "
                 f"{type(kwargs).__name__}")
-        stack.append(cls.__new__(cls, *args, **kwargs))
+        stack.append(self._new(cls, args, kwargs))
         return pos
 
     def load_inst(self, pos):
@@ -1210,15 +1223,15 @@ class Unpickler:
         line, pos = self._readline(pos)
         name = decode_name_line(line, "ascii")
         cls = self.find_class(module, name)
-        self.stack.append(_instantiate(cls, tuple(items)))
+        self.stack.append(self._instantiate(cls, tuple(items), "INST"))
         return pos
 
     def load_obj(self, pos):
         items = self._pop_mark()
         if not items:
             raise self._stack_error()
-        cls = items[0]
-        self.stack.append(_instantiate(cls, tuple(items[1:])))
+        self.stack.append(self._instantiate(items[0], tuple(items[1:]),
+                                            "OBJ"))
         return pos
 
     def load_build(self, pos):
@@ -1226,12 +1239,7 @@ class Unpickler:
         if len(stack) < 2:
             raise self._stack_error()
         state = stack.pop()
-        inst = stack[-1]
-        setstate = getattr(inst, "__setstate__", None)
-        if setstate is not None:
-            setstate(state)
-            return pos
-        _default_setstate(inst, state)
+        self._build(stack[-1], state)
         return pos
 
 
@@ -1245,6 +1253,38 @@ def extension_key(code):
         raise ValueError(
             f"_inverted_registry[{code}] isn't a 2-tuple of strings")
     return key
+
+
+def add_items(target, opname, items):
+    """What an item opcode does. APPEND(S): extend a list, else extend()
+    or append() each; SETITEM(S): key/value pairs; ADDITEMS: set.update,
+    else add() each."""
+    if opname in ("APPEND", "APPENDS"):
+        if type(target) is list:
+            target.extend(items)
+        else:
+            _extend(target, items)
+    elif opname in ("SETITEM", "SETITEMS"):
+        if type(target) is dict:
+            target.update(zip(items[::2], items[1::2]))
+        else:
+            for i in range(0, len(items), 2):
+                target[items[i]] = items[i + 1]
+    elif isinstance(target, set):
+        set.update(target, items)
+    else:
+        add = target.add
+        for item in items:
+            add(item)
+
+
+def build(inst, state):
+    """What BUILD does: __setstate__(state), or the default."""
+    setstate = getattr(inst, "__setstate__", None)
+    if setstate is not None:
+        setstate(state)
+    else:
+        _default_setstate(inst, state)
 
 
 def _default_setstate(inst, state):
