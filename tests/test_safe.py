@@ -554,7 +554,7 @@ def test_endless_stream_is_cut(head):
     limits = Limits(max_input_bytes=1 << 20)
     tracemalloc.start()
     try:
-        with pytest.raises(UnpicklingError) as info:
+        with pytest.raises(UnpicklingError):
             safe.load(Stream(), limits=limits)
         peak = tracemalloc.get_traced_memory()[1]
     finally:

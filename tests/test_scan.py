@@ -20,26 +20,18 @@ import zlib
 
 import pytest
 
-from brinery import UnpicklingError, safe
-from brinery.safe import Limits, PickleLimitError, UnsafePickleError
+from brinery import safe
+from brinery.safe import Limits
 from brinery.scan import Report, main, scan
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "malicious"))
 import cases as corpus  # noqa: E402
-from test_fuzz import agree  # noqa: E402
+from test_fuzz import _outcome, agree  # noqa: E402
 from test_safe import BENIGN  # noqa: E402
 
 
 def _loader_outcome(data, **kwargs):
-    try:
-        safe.loads(data, **kwargs)
-        return "safe"
-    except UnsafePickleError:
-        return "unsafe"
-    except PickleLimitError:
-        return "resource"
-    except UnpicklingError:
-        return "malformed"
+    return _outcome(lambda: safe.loads(data, **kwargs))
 
 
 # ----------------------------------------------------------------- benign

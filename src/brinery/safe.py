@@ -163,16 +163,13 @@ and offsets. Concretely:
 import re
 import sys
 import types
-from copyreg import _inverted_registry   # noqa: F401  (documentation)
 from dataclasses import dataclass, fields, replace
 from struct import Struct
 
 from ._errors import PickleLimitError, UnpicklingError, UnsafePickleError
 from ._opcodes import OPCODE_BY_NAME
-from ._unpickler import (Unpickler, _DISPATCH, _Stop, _default_setstate,
-                         _extend, compat_name, decode_name_line,
-                         extension_key, getattribute, parse_float_line,
-                         parse_int_line, parse_long_line, parse_memo_index)
+from ._unpickler import (Unpickler, _DISPATCH, _Stop, add_items, build,
+                         compat_name, extension_key, getattribute)
 
 __all__ = ["loads", "load", "SafeUnpickler", "Limits", "Policy", "Rule",
            "Session", "COSTS", "PRESETS", "EndOfInputError",
@@ -1172,11 +1169,7 @@ class Session:
 
     def build(self, inst, state):
         self.charge(self.check_build(inst, state))
-        setstate = getattr(inst, "__setstate__", None)
-        if setstate is not None:
-            setstate(state)
-        else:
-            _default_setstate(inst, state)
+        build(inst, state)
 
     def check_items(self, target, opname, items):
         """Check that an item opcode may touch target; return item cost."""
@@ -1213,22 +1206,7 @@ class Session:
     def add_items(self, target, opname, items):
         """APPEND(S)/SETITEM(S)/ADDITEMS on anything but the fast cases."""
         self.charge(self.check_items(target, opname, items))
-        kind = _ITEM_KIND[opname]
-        if kind == "append":
-            if type(target) is list:
-                target.extend(items)
-            else:
-                _extend(target, items)
-        elif kind == "setitem":
-            for i in range(0, len(items) - 1, 2):
-                target[items[i]] = items[i + 1]
-        else:
-            if isinstance(target, set):
-                set.update(target, items)
-            else:
-                add = target.add
-                for item in items:
-                    add(item)
+        add_items(target, opname, items)
 
     # -- keys: deep tuples crash hash(), colliding hashes make dicts
     #    quadratic, and a DAG of shared tuples is exponential to hash.
@@ -1582,16 +1560,18 @@ class SafeUnpickler(Unpickler):
                         if len(stack) + below > high:
                             high = self._deeper(len(stack) + below, high)
                         continue
-                elif op == 0x71:                                 # BINPUT
-                    if pos < end and stack:
-                        idx = data[pos]
+                elif op == 0x71 or op == 0x72:      # BINPUT, LONG_BINPUT
+                    size = 1 if op == 0x71 else 4
+                    if pos + size <= end and stack:
+                        idx = data[pos] if size == 1 else \
+                            unpack_uint4(data, pos)[0]
                         if idx < len(memo):
                             memo[idx] = stack[-1]
-                            pos += 1
+                            pos += size
                             continue
                         if idx == len(memo) and idx < max_memo:
                             memo.append(stack[-1])
-                            pos += 1
+                            pos += size
                             session.memory += memo_slot
                             if session.memory > budget:
                                 session.charge(0)
@@ -1673,20 +1653,6 @@ class SafeUnpickler(Unpickler):
                             session.charge(getsizeof(obj))
                             if len(stack) + below > high:
                                 high = self._deeper(len(stack) + below, high)
-                            continue
-                elif op == 0x72:                            # LONG_BINPUT
-                    if pos + 4 <= end and stack:
-                        idx = unpack_uint4(data, pos)[0]
-                        if idx < len(memo):
-                            memo[idx] = stack[-1]
-                            pos += 4
-                            continue
-                        if idx == len(memo) and idx < max_memo:
-                            memo.append(stack[-1])
-                            pos += 4
-                            session.memory += memo_slot
-                            if session.memory > budget:
-                                session.charge(0)
                             continue
                 elif op == 0x47:                               # BINFLOAT
                     if pos + 8 <= end:
@@ -1888,35 +1854,18 @@ class SafeUnpickler(Unpickler):
             raise _limit("max_input_bytes", _INPUT_CAPPED)
         return super()._fill_opcode(pos)
 
-    def _text_arg(self, pos):
-        """A text argument line, refused before parsing if too long."""
+    def _numeric_line(self, pos):
+        """A numeric text argument, refused before parsing if too long."""
         line, pos = self._readline(pos)
         if len(line) > self._limits.max_int_digits + 3:
             raise _limit("max_int_digits",
                          f"numeric text argument of {len(line)} bytes")
         return line, pos
 
-    # ---------------------------------------------------------- handlers
-
-    def load_int(self, pos):
-        line, pos = self._text_arg(pos)
-        self.stack.append(parse_int_line(line))
-        return pos
-
-    def load_long(self, pos):
-        line, pos = self._text_arg(pos)
-        self.stack.append(parse_long_line(line))
-        return pos
-
-    def load_float(self, pos):
-        line, pos = self._text_arg(pos)
-        self.stack.append(parse_float_line(line))
-        return pos
-
     # The memo is a dense list (8 bytes per index, like C's array), so a
     # memo index is charged as one slot up to the highest index used.
 
-    def _memo_set(self, idx):
+    def _memo_put(self, idx):
         top = self._top()
         memo = self.memo
         if idx < len(memo):
@@ -1937,37 +1886,6 @@ class SafeUnpickler(Unpickler):
             if obj is not _HOLE:
                 return obj
         raise UnpicklingError(f"Memo value not found at index {idx}")
-
-    def load_put(self, pos):
-        line, pos = self._text_arg(pos)
-        idx = parse_memo_index(line)
-        if idx < 0:
-            raise UnpicklingError("negative PUT argument")
-        self._memo_set(idx)
-        return pos
-
-    def load_binput(self, pos):
-        if pos >= self._end:
-            pos = self._fill(pos, 1)
-        self._memo_set(self._data[pos])
-        return pos + 1
-
-    def load_long_binput(self, pos):
-        if pos + 4 > self._end:
-            pos = self._fill(pos, 4)
-        self._memo_set(int.from_bytes(self._data[pos:pos + 4], "little"))
-        return pos + 4
-
-    def load_memoize(self, pos):
-        self._memo_set(len(self.memo))
-        return pos
-
-    def load_get(self, pos):
-        line, pos = self._text_arg(pos)
-        self.stack.append(self._memo_get(parse_memo_index(line)))
-        return pos
-
-    # BINGET and LONG_BINGET: the base handlers call _memo_get.
 
     # Containers: lengths and keys are checked before anything is built.
 
@@ -2027,8 +1945,9 @@ class SafeUnpickler(Unpickler):
         self._session.charge(_C["set"] + _C["set_item"] * n)
         return Unpickler.load_frozenset(self, pos)
 
-    def _items(self, target, opname, items):
-        """Put items into target, a created list/dict/set fast."""
+    def _add_items(self, target, opname, items):
+        """Item opcodes: a list/dict/set this load created, fast; anything
+        else through the session."""
         session = self._session
         t = type(target)
         if id(target) in session.guarded or \
@@ -2053,46 +1972,6 @@ class SafeUnpickler(Unpickler):
             session.charge(_C["set_item"] * n)
             set.update(target, items)
 
-    def load_append(self, pos):
-        stack = self.stack
-        if len(stack) < 2:
-            raise self._stack_error()
-        value = stack.pop()
-        self._items(stack[-1], "APPEND", [value])
-        return pos
-
-    def load_appends(self, pos):
-        items = self._pop_mark()
-        target = self._top()
-        if items:
-            self._items(target, "APPENDS", items)
-        return pos
-
-    def load_setitem(self, pos):
-        stack = self.stack
-        if len(stack) < 3:
-            raise self._stack_error()
-        value = stack.pop()
-        key = stack.pop()
-        self._items(stack[-1], "SETITEM", [key, value])
-        return pos
-
-    def load_setitems(self, pos):
-        items = self._pop_mark()
-        target = self._top()
-        if items:
-            if len(items) % 2:
-                raise UnpicklingError("odd number of items for SETITEMS")
-            self._items(target, "SETITEMS", items)
-        return pos
-
-    def load_additems(self, pos):
-        items = self._pop_mark()
-        target = self._top()
-        if items:
-            self._items(target, "ADDITEMS", items)
-        return pos
-
     # Globals, calls, BUILD: all through the session.
 
     def _push_global(self, module, name):
@@ -2105,71 +1984,17 @@ class SafeUnpickler(Unpickler):
                                             self.find_class))
         return pos
 
-    def load_reduce(self, pos):
-        stack = self.stack
-        if len(stack) < 2:
-            raise self._stack_error()
-        args = stack.pop()
-        func = stack.pop()
-        if type(args) is not tuple:
-            raise UnpicklingError("REDUCE: argument list must be a tuple")
-        stack.append(self._session.reduce(func, args))
-        return pos
+    def _call(self, func, args):
+        return self._session.reduce(func, args)
 
-    def load_newobj(self, pos):
-        stack = self.stack
-        if len(stack) < 2:
-            raise self._stack_error()
-        args = stack.pop()
-        cls = stack.pop()
-        if type(args) is not tuple:
-            raise UnpicklingError("NEWOBJ expected an arg tuple.")
-        if not self._is_type(cls):
-            raise UnpicklingError("NEWOBJ class argument isn't a type object")
-        stack.append(self._session.newobj(cls, args, {}))
-        return pos
+    def _new(self, cls, args, kwargs):
+        return self._session.newobj(cls, args, kwargs)
 
-    def load_newobj_ex(self, pos):
-        stack = self.stack
-        if len(stack) < 3:
-            raise self._stack_error()
-        kwargs = stack.pop()
-        args = stack.pop()
-        cls = stack.pop()
-        if not self._is_type(cls) or type(args) is not tuple or \
-                type(kwargs) is not dict:
-            raise UnpicklingError(
-                "NEWOBJ_EX needs a type, a tuple and a dict")
-        stack.append(self._session.newobj(cls, args, kwargs))
-        return pos
+    def _instantiate(self, cls, args, opname):
+        return self._session.instantiate(cls, args, opname)
 
-    def load_inst(self, pos):
-        items = self._pop_mark()
-        line, pos = self._readline(pos)
-        module = decode_name_line(line, "ascii")
-        line, pos = self._readline(pos)
-        cls = self.find_class(module, decode_name_line(line, "ascii"))
-        self.stack.append(self._session.instantiate(cls, tuple(items),
-                                                    "INST"))
-        return pos
-
-    def load_obj(self, pos):
-        items = self._pop_mark()
-        if not items:
-            raise self._stack_error()
-        self.stack.append(self._session.instantiate(
-            items[0], tuple(items[1:]), "OBJ"))
-        return pos
-
-    def load_build(self, pos):
-        stack = self.stack
-        if len(stack) < 2:
-            raise self._stack_error()
-        state = stack.pop()
-        self._session.build(stack[-1], state)
-        return pos
-
-    _is_type = staticmethod(lambda obj: isinstance(obj, type))
+    def _build(self, inst, state):
+        self._session.build(inst, state)
 
     def load_next_buffer(self, pos):
         pos = Unpickler.load_next_buffer(self, pos)

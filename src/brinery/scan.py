@@ -313,8 +313,7 @@ class _ScanMachine(SafeUnpickler):
         super()._setup(policy, limits, persistent_load)
         self._session.machine = self
 
-    @staticmethod
-    def _is_type(obj):
+    def _is_type(self, obj):
         return type(obj) is GlobalRef or isinstance(obj, type)
 
     def load_next_buffer(self, pos):
