@@ -696,3 +696,24 @@ _DTYPE_STATE = b"(K\x03X\x01\x00\x00\x00<NNNJ\xff\xff\xff\xffJ\xff\xff" \
 def test_numpy_preset_refuses(name, data):
     with pytest.raises(UnsafePickleError):
         safe.loads(data, preset="numpy")
+
+
+def test_corpus_is_current():
+    """The checked-in corpus is what gen_corpus.py writes (apart from the
+    optional files that need PyTorch or Python 2.7)."""
+    import gen_corpus
+    assert gen_corpus.check() == []
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_inline_and_method_paths_charge_the_same(protocol):
+    """The loop's inlined opcodes charge what their methods charge: from
+    memory most opcodes take the inline path, from an unseekable stream
+    (read exactly as needed) most take the methods."""
+    data = pickle.dumps(BENIGN, protocol)
+    fast = SafeUnpickler._for_bytes(data)
+    fast.load()
+    slow = SafeUnpickler(io.BufferedReader(_Unseekable(data)))
+    slow.load()
+    assert fast.session.memory == slow.session.memory
+    assert fast.session.str_bytes == slow.session.str_bytes

@@ -176,6 +176,7 @@ __all__ = ["loads", "load", "SafeUnpickler", "Limits", "Policy", "Rule",
            "UnsafePickleError", "PickleLimitError"]
 
 _getsizeof = sys.getsizeof
+_FLOAT_SIZE = sys.getsizeof(0.0)
 _unpack_uint4 = Struct("<I").unpack_from
 _unpack_double = Struct(">d").unpack_from
 
@@ -1467,6 +1468,9 @@ class SafeUnpickler(Unpickler):
         mem_allow = limits.memory_allowance
         memo_slot = _C["memo_slot"]
         mark_cost = _C["mark"]
+        list_cost, list_item = _C["list"], _C["list_item"]
+        dict_cost, dict_item = _C["dict"], _C["dict_item"]
+        tuple_cost, tuple_item = _C["tuple"], _C["tuple_item"]
         guarded = session.guarded
         check_keys = session.check_keys
         getsizeof = _getsizeof
@@ -1537,21 +1541,21 @@ class SafeUnpickler(Unpickler):
                     elif op == 0x86:                             # TUPLE2
                         if len(stack) >= 2:
                             stack[-2:] = [(stack[-2], stack[-1])]
-                            session.memory += 56
+                            session.memory += tuple_cost + 2 * tuple_item
                             if session.memory > budget:
                                 session.charge(0)
                             continue
                     elif op == 0x85:                             # TUPLE1
                         if stack:
                             stack[-1] = (stack[-1],)
-                            session.memory += 48
+                            session.memory += tuple_cost + tuple_item
                             if session.memory > budget:
                                 session.charge(0)
                             continue
                     elif op == 0x87:                             # TUPLE3
                         if len(stack) >= 3:
                             stack[-3:] = [(stack[-3], stack[-2], stack[-1])]
-                            session.memory += 64
+                            session.memory += tuple_cost + 3 * tuple_item
                             if session.memory > budget:
                                 session.charge(0)
                             continue
@@ -1611,7 +1615,7 @@ class SafeUnpickler(Unpickler):
                         if type(target) is list and \
                                 id(target) not in guarded and \
                                 len(target) + len(stack) <= max_len:
-                            session.memory += 9 * len(stack)
+                            session.memory += list_item * len(stack)
                             if session.memory > budget:
                                 session.charge(0)
                             target.extend(stack)
@@ -1629,7 +1633,7 @@ class SafeUnpickler(Unpickler):
                                 len(target) + n <= max_len:
                             keys = stack[::2]
                             check_keys(keys, len(target) + n)
-                            session.memory += 96 * n
+                            session.memory += dict_item * n
                             if session.memory > budget:
                                 session.charge(0)
                             target.update(zip(keys, stack[1::2]))
@@ -1658,7 +1662,7 @@ class SafeUnpickler(Unpickler):
                     if pos + 8 <= end:
                         append(_unpack_double(data, pos)[0])
                         pos += 8
-                        session.memory += 24
+                        session.memory += _FLOAT_SIZE
                         if session.memory > budget:
                             session.charge(0)
                         if len(stack) + below > high:
@@ -1672,7 +1676,7 @@ class SafeUnpickler(Unpickler):
                         append(obj)
                         pos += size
                         if not -5 <= obj <= 256:
-                            session.memory += 28
+                            session.memory += getsizeof(obj)
                             if session.memory > budget:
                                 session.charge(0)
                         if len(stack) + below > high:
@@ -1684,7 +1688,7 @@ class SafeUnpickler(Unpickler):
                         if type(target) is list and \
                                 id(target) not in guarded and \
                                 len(target) < max_len:
-                            session.memory += 9
+                            session.memory += list_item
                             if session.memory > budget:
                                 session.charge(0)
                             target.append(stack.pop())
@@ -1698,7 +1702,7 @@ class SafeUnpickler(Unpickler):
                             key = stack[-2]
                             if type(key) is not str:
                                 check_keys((key,), len(target) + 1)
-                            session.memory += 96
+                            session.memory += dict_item
                             if session.memory > budget:
                                 session.charge(0)
                             target[key] = stack[-1]
@@ -1707,10 +1711,10 @@ class SafeUnpickler(Unpickler):
                 elif op == 0x5D or op == 0x7D:      # EMPTY_LIST, EMPTY_DICT
                     if op == 0x5D:
                         append([])
-                        session.memory += 56
+                        session.memory += list_cost
                     else:
                         append({})
-                        session.memory += 64
+                        session.memory += dict_cost
                     if session.memory > budget:
                         session.charge(0)
                     if len(stack) + below > high:
