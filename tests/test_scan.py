@@ -326,3 +326,22 @@ def test_cli_json_allow_preset(capsys, tmp_path):
 
 def test_report_type():
     assert isinstance(scan(pickle.dumps(1)), Report)
+
+
+def test_overlapping_zip_members_are_bounded():
+    """A central directory listing one member many times (a zip bomb
+    without compression) is scanned within the input budget."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        zf.writestr("a.pkl", pickle.dumps(list(range(20000))))
+    raw = out.getvalue()
+    cd_at, eocd_at = raw.index(b"PK\x01\x02"), raw.index(b"PK\x05\x06")
+    copies = 200
+    directory = raw[cd_at:eocd_at] * copies
+    eocd = bytearray(raw[eocd_at:])
+    eocd[8:20] = copies.to_bytes(2, "little") * 2 + \
+        len(directory).to_bytes(4, "little") + cd_at.to_bytes(4, "little")
+    bomb = raw[:cd_at] + directory + bytes(eocd)
+    report = scan(bomb, limits=Limits(max_input_bytes=2_000_000))
+    assert report.verdict == "resource"
+    assert len(report.parts) < copies

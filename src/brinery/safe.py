@@ -63,9 +63,10 @@ and offsets. Concretely:
    the byte offset of the opcode (see 5). Checked before the work:
 
    - ``max_input_bytes``: bytes of this pickle (files: bytes read through
-     ``read``/``readline``, never more; a declared length that would cross
-     the limit fails before anything is read or allocated; in memory the
-     input is cut at the limit and any read past it is this error);
+     ``read``/``readline`` during this load, never more, read-ahead
+     included; a declared length that would cross the limit fails before
+     anything is read or allocated; in memory the input is cut at the
+     limit and any read past it is this error);
    - ``max_opcodes``: opcodes executed by this load (checked as each one
      is read);
    - ``max_stack_depth``: items on the stack, all MARK frames counted;
@@ -1337,12 +1338,14 @@ class _CappedFile:
 
     def read(self, n=-1):
         room = self._cap - self.got
-        if n is None or n < 0 or n > room:
+        cut = n is None or n < 0 or n > room
+        if cut:
             n = room
-            self.hit_cap = True
         data = self._read(n)
         if data is not None:
             self.got += len(data)
+            if cut and len(data) == n:
+                self.hit_cap = True
         return data
 
     def readline(self, size=-1):
@@ -1458,6 +1461,9 @@ class SafeUnpickler(Unpickler):
             if self._end > cap:
                 self._end = cap
                 self._capped = True
+        else:                       # max_input_bytes is per pickle
+            self._file.got = 0
+            self._file.hit_cap = False
         dispatch = self._dispatch
         leaf = _LEAF
         max_ops = limits.max_opcodes
@@ -1977,9 +1983,6 @@ class SafeUnpickler(Unpickler):
             set.update(target, items)
 
     # Globals, calls, BUILD: all through the session.
-
-    def _push_global(self, module, name):
-        self.stack.append(self.find_class(module, name))
 
     def _load_ext(self, pos, size):
         code, pos = self._read_ext_code(pos, size)

@@ -618,6 +618,12 @@ class _Scanner:
         raw = data[start:start + info.compress_size]
         method = info.compress_type
         if method == zipfile.ZIP_STORED:
+            # Members may overlap: what is scanned counts, copied or not.
+            if len(raw) > self.budget:
+                report._fail("resource", f"{name}: the archive's members "
+                             f"add up to more than Limits.max_input_bytes")
+                return None
+            self.budget -= len(raw)
             content = raw
         else:
             try:
