@@ -8,6 +8,8 @@ added to that list):
 - ``dis``: disassemble, with the options and the output of ``python -m
   pickletools``;
 - ``optimize``: write a smaller pickle that loads to the same object;
+- ``scan``: report what pickles would import and call, without loading
+  them (`brinery.scan`);
 - ``opcodes``: the opcode reference.
 
 Every FILE may be ``-`` for standard input and may hold several pickles
@@ -99,7 +101,10 @@ def at_end(f):
 
 def describe_error(exc):
     """One line saying what went wrong, with brinery's location notes."""
-    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    # The safe loader's end-of-input error is also an EOFError: name it
+    # the way pickle users know it.
+    name = "EOFError" if isinstance(exc, EOFError) else type(exc).__name__
+    text = f"{name}: {exc}" if str(exc) else name
     notes = getattr(exc, "__notes__", None)
     if notes:
         text += " (" + "; ".join(notes) + ")"
@@ -407,7 +412,34 @@ def _wrap(text):
     return textwrap.wrap(text, 76)
 
 
-COMMANDS = [ShowCommand(), DisCommand(), OptimizeCommand(), OpcodesCommand()]
+class ScanCommand(Command):
+    name = "scan"
+    summary = "report what pickles would import and call, without loading"
+    description = (
+        "Read every pickle in each FILE (also zip files such as PyTorch "
+        "checkpoints, .npy/.npz, gzip/bz2/xz) with the safe loader's parser, "
+        "without importing or running anything, and report the globals, "
+        "calls and persistent IDs it finds, with a verdict from the safe "
+        "loader's allow-list: safe, unsafe, malformed or resource. Exit "
+        "status: 0 all safe, 1 one unsafe or over the limits, 2 one "
+        "malformed or unreadable.")
+    examples = ("brinery scan model.pt", "brinery scan --json data.pkl",
+                "brinery scan --preset numpy --allow mymod.Point data.pkl")
+
+    def add_arguments(self, parser):
+        from brinery import scan
+        scan.add_arguments(parser)
+
+    def run(self, args, report):
+        from brinery import scan
+
+        def usage_error(message):
+            report(None, message)
+        return scan.run(args, usage_error)
+
+
+COMMANDS = [ShowCommand(), DisCommand(), OptimizeCommand(), ScanCommand(),
+            OpcodesCommand()]
 
 
 # ----------------------------------------------------------------- main
@@ -418,7 +450,7 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog=prog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Look inside pickles: show, disassemble, optimize.",
+        description="Look inside pickles: show, disassemble, optimize, scan.",
         epilog=(f"examples:\n{examples}\n\n"
                 f"'{prog} COMMAND --help' describes a command. FILE may be "
                 f"- for standard input\nand may hold several pickles. Exit "

@@ -255,6 +255,18 @@ _LOCAL_ATTRIBUTE = ("Can't get local attribute" if sys.version_info >= (3, 13)
                     else "Can't pickle local attribute")
 
 
+def compat_name(module, name):
+    """The Python 3 (module, name) for a name a Python 2 pickle uses.
+
+    Applied to globals of protocols 0-2 when fix_imports is on; brinery.safe
+    checks its allow-list against the result.
+    """
+    mapped = _compat_pickle.NAME_MAPPING.get((module, name))
+    if mapped is not None:
+        return mapped
+    return _compat_pickle.IMPORT_MAPPING.get(module, module), name
+
+
 def getattribute(obj, name, allow_qualname):
     """Resolve name (a dotted qualname when allowed) on obj."""
     if not allow_qualname:
@@ -378,11 +390,7 @@ class Unpickler:
         protocol 4+). Subclasses override this to restrict globals."""
         sys.audit("pickle.find_class", module, name)
         if self.proto < 3 and self.fix_imports:
-            mapped = _compat_pickle.NAME_MAPPING.get((module, name))
-            if mapped is not None:
-                module, name = mapped
-            else:
-                module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+            module, name = compat_name(module, name)
         __import__(module, level=0)
         if self.proto >= 4:
             return getattribute(sys.modules[module], name, True)
@@ -728,6 +736,11 @@ class Unpickler:
             step = min(step * 2, 1 << 30)
         return b"".join(chunks)
 
+    def _numeric_line(self, pos):
+        """The text argument of INT, LONG, FLOAT, GET or PUT (brinery.safe
+        bounds its length before it is parsed)."""
+        return self._readline(pos)
+
     def _readline(self, pos):
         """The line starting at pos, newline included, and the position
         after it. A line with no newline is truncated data."""
@@ -845,7 +858,7 @@ class Unpickler:
         return pos
 
     def load_int(self, pos):
-        line, pos = self._readline(pos)
+        line, pos = self._numeric_line(pos)
         self.stack.append(parse_int_line(line))
         return pos
 
@@ -868,7 +881,7 @@ class Unpickler:
         return pos + 2
 
     def load_long(self, pos):
-        line, pos = self._readline(pos)
+        line, pos = self._numeric_line(pos)
         self.stack.append(parse_long_line(line))
         return pos
 
@@ -895,7 +908,7 @@ class Unpickler:
         return self._load_counted_long(pos, 4)
 
     def load_float(self, pos):
-        line, pos = self._readline(pos)
+        line, pos = self._numeric_line(pos)
         self.stack.append(parse_float_line(line))
         return pos
 
@@ -1088,27 +1101,22 @@ class Unpickler:
         self.stack.append(dict(zip(items[::2], items[1::2])))
         return pos
 
+    # The item opcodes check their operands here and fill the target in
+    # _add_items (which brinery.safe overrides).
+
     def load_append(self, pos):
         stack = self.stack
         if len(stack) < 2:
             raise self._stack_error()
         value = stack.pop()
-        target = stack[-1]
-        if type(target) is list:
-            target.append(value)
-        else:
-            _extend(target, [value])
+        self._add_items(stack[-1], "APPEND", [value])
         return pos
 
     def load_appends(self, pos):
         items = self._pop_mark()
         target = self._top()
-        if not items:
-            return pos
-        if type(target) is list:
-            target.extend(items)
-        else:
-            _extend(target, items)
+        if items:
+            self._add_items(target, "APPENDS", items)
         return pos
 
     def load_setitem(self, pos):
@@ -1117,35 +1125,27 @@ class Unpickler:
             raise self._stack_error()
         value = stack.pop()
         key = stack.pop()
-        stack[-1][key] = value
+        self._add_items(stack[-1], "SETITEM", [key, value])
         return pos
 
     def load_setitems(self, pos):
         items = self._pop_mark()
         target = self._top()
-        if not items:
-            return pos
-        if len(items) % 2:
-            raise UnpicklingError("odd number of items for SETITEMS")
-        if type(target) is dict:
-            target.update(zip(items[::2], items[1::2]))
-        else:
-            for i in range(0, len(items), 2):
-                target[items[i]] = items[i + 1]
+        if items:
+            if len(items) % 2:
+                raise UnpicklingError("odd number of items for SETITEMS")
+            self._add_items(target, "SETITEMS", items)
         return pos
 
     def load_additems(self, pos):
         items = self._pop_mark()
         target = self._top()
-        if not items:
-            return pos
-        if isinstance(target, set):
-            set.update(target, items)
-        else:
-            add = target.add
-            for item in items:
-                add(item)
+        if items:
+            self._add_items(target, "ADDITEMS", items)
         return pos
+
+    def _add_items(self, target, opname, items):
+        add_items(target, opname, items)
 
     # Stack and memo.
 
@@ -1179,7 +1179,7 @@ class Unpickler:
                 f"Memo value not found at index {idx}") from None
 
     def load_get(self, pos):
-        line, pos = self._readline(pos)
+        line, pos = self._numeric_line(pos)
         idx = parse_memo_index(line)
         if not -_SSIZE_MAX - 1 <= idx <= _SSIZE_MAX:
             raise OverflowError("Python int too large to convert to C "
@@ -1199,35 +1199,39 @@ class Unpickler:
         self.stack.append(self._memo_get(_unpack_uint4(self._data, pos)[0]))
         return pos + 4
 
+    def _memo_put(self, idx):
+        """Store the top of the stack in the memo at idx (brinery.safe
+        bounds and charges it)."""
+        self.memo[idx] = self._top()
+
     def load_put(self, pos):
-        line, pos = self._readline(pos)
+        line, pos = self._numeric_line(pos)
         if len(line) < 2:
             raise _truncated()
-        top = self._top()
+        self._top()
         idx = parse_memo_index(line)
         if idx > _SSIZE_MAX:
             raise OverflowError(
                 "Python int too large to convert to C ssize_t")
         if idx < 0:
             raise ValueError("negative PUT argument")
-        self.memo[idx] = top
+        self._memo_put(idx)
         return pos
 
     def load_binput(self, pos):
         if pos >= self._end:
             pos = self._fill(pos, 1)
-        self.memo[self._data[pos]] = self._top()
+        self._memo_put(self._data[pos])
         return pos + 1
 
     def load_long_binput(self, pos):
         if pos + 4 > self._end:
             pos = self._fill(pos, 4)
-        self.memo[_unpack_uint4(self._data, pos)[0]] = self._top()
+        self._memo_put(_unpack_uint4(self._data, pos)[0])
         return pos + 4
 
     def load_memoize(self, pos):
-        memo = self.memo
-        memo[len(memo)] = self._top()
+        self._memo_put(len(self.memo))
         return pos
 
     # Globals, extension codes, persistent IDs.
@@ -1261,7 +1265,8 @@ class Unpickler:
         self._push_global(module, name)
         return pos
 
-    def _load_ext(self, pos, size):
+    def _read_ext_code(self, pos, size):
+        """EXT1/2/4's argument: (code, position after it)."""
         if pos + size > self._end:
             pos = self._fill(pos, size)
         data = self._data
@@ -1273,21 +1278,18 @@ class Unpickler:
             code = _unpack_int4(data, pos)[0]
         if code <= 0:
             raise UnpicklingError("EXT specifies code <= 0")
+        return code, pos + size
+
+    def _load_ext(self, pos, size):
+        code, pos = self._read_ext_code(pos, size)
         obj = _extension_cache.get(code, _MISSING)
         if obj is not _MISSING:
             self.stack.append(obj)
-            return pos + size
-        key = _inverted_registry.get(code)
-        if key is None:
-            raise ValueError(f"unregistered extension code {code}")
-        if (type(key) is not tuple or len(key) != 2
-                or not isinstance(key[0], str) or not isinstance(key[1], str)):
-            raise ValueError(
-                f"_inverted_registry[{code}] isn't a 2-tuple of strings")
-        obj = self.find_class(*key)
+            return pos
+        obj = self.find_class(*extension_key(code))
         _extension_cache[code] = obj
         self.stack.append(obj)
-        return pos + size
+        return pos
 
     def load_ext1(self, pos):
         return self._load_ext(pos, 1)
@@ -1322,7 +1324,24 @@ class Unpickler:
         self.stack.append(self._pers(pid))
         return pos
 
-    # Building objects.
+    # Building objects. The handlers check their operands; the calls go
+    # through _call, _new, _instantiate and _build, which brinery.safe
+    # overrides.
+
+    def _call(self, func, args):
+        return func(*args)
+
+    def _new(self, cls, args, kwargs):
+        return cls.__new__(cls, *args, **kwargs)
+
+    def _instantiate(self, cls, args, opname):
+        return _instantiate(cls, args)
+
+    def _build(self, inst, state):
+        build(inst, state)
+
+    def _is_type(self, obj):
+        return isinstance(obj, type)
 
     def load_reduce(self, pos):
         stack = self.stack
@@ -1332,7 +1351,7 @@ class Unpickler:
         func = stack.pop()
         if not isinstance(args, tuple):
             raise TypeError("argument list must be a tuple")
-        stack.append(func(*args))
+        stack.append(self._call(func, args))
         return pos
 
     def load_newobj(self, pos):
@@ -1341,8 +1360,8 @@ class Unpickler:
             raise self._stack_error()
         args = stack.pop()
         cls = stack.pop()
-        _check_newobj("NEWOBJ", cls, args, {})
-        stack.append(cls.__new__(cls, *args))
+        _check_newobj("NEWOBJ", cls, args, {}, self._is_type)
+        stack.append(self._new(cls, args, {}))
         return pos
 
     def load_newobj_ex(self, pos):
@@ -1352,8 +1371,8 @@ class Unpickler:
         kwargs = stack.pop()
         args = stack.pop()
         cls = stack.pop()
-        _check_newobj("NEWOBJ_EX", cls, args, kwargs)
-        stack.append(cls.__new__(cls, *args, **kwargs))
+        _check_newobj("NEWOBJ_EX", cls, args, kwargs, self._is_type)
+        stack.append(self._new(cls, args, kwargs))
         return pos
 
     def load_inst(self, pos):
@@ -1363,15 +1382,15 @@ class Unpickler:
         line, pos = self._readline(pos)
         name = decode_name_line(line, "ascii")
         cls = self.find_class(module, name)
-        self.stack.append(_instantiate(cls, tuple(items)))
+        self.stack.append(self._instantiate(cls, tuple(items), "INST"))
         return pos
 
     def load_obj(self, pos):
         items = self._pop_mark()
         if not items:
             raise self._stack_error()
-        cls = items[0]
-        self.stack.append(_instantiate(cls, tuple(items[1:])))
+        self.stack.append(self._instantiate(items[0], tuple(items[1:]),
+                                            "OBJ"))
         return pos
 
     def load_build(self, pos):
@@ -1379,12 +1398,7 @@ class Unpickler:
         if len(stack) < 2:
             raise self._stack_error()
         state = stack.pop()
-        inst = stack[-1]
-        setstate = getattr(inst, "__setstate__", None)
-        if setstate is not None:
-            setstate(state)
-            return pos
-        _default_setstate(inst, state)
+        self._build(stack[-1], state)
         return pos
 
 
@@ -1392,12 +1406,13 @@ class Unpickler:
 _NO_NEW = 1 << 7
 
 
-def _check_newobj(op, cls, args, kwargs):
-    """NEWOBJ(_EX)'s checks, in C's order and words."""
-    if not isinstance(cls, type):
+def _check_newobj(op, cls, args, kwargs, is_type):
+    """NEWOBJ(_EX)'s checks, in C's order and words. is_type: the
+    unpickler's test (brinery.scan's placeholders stand for types)."""
+    if not is_type(cls):
         raise UnpicklingError(
             f"{op} class argument must be a type, not {_tp_name(type(cls))}")
-    if cls.__flags__ & _NO_NEW:
+    if isinstance(cls, type) and cls.__flags__ & _NO_NEW:
         # (C names the metaclass here, not the class.)
         raise UnpicklingError(
             f"{op} class argument '{_tp_name(type(cls))}' doesn't have "
@@ -1410,6 +1425,50 @@ def _check_newobj(op, cls, args, kwargs):
         raise UnpicklingError(
             f"{op} kwargs argument must be a dict, not "
             f"{_tp_name(type(kwargs))}")
+
+
+def extension_key(code):
+    """The (module, name) copyreg's registry gives extension code."""
+    key = _inverted_registry.get(code)
+    if key is None:
+        raise ValueError(f"unregistered extension code {code}")
+    if (type(key) is not tuple or len(key) != 2
+            or not isinstance(key[0], str) or not isinstance(key[1], str)):
+        raise ValueError(
+            f"_inverted_registry[{code}] isn't a 2-tuple of strings")
+    return key
+
+
+def add_items(target, opname, items):
+    """What an item opcode does. APPEND(S): extend a list, else extend()
+    or append() each; SETITEM(S): key/value pairs; ADDITEMS: set.update,
+    else add() each."""
+    if opname in ("APPEND", "APPENDS"):
+        if type(target) is list:
+            target.extend(items)
+        else:
+            _extend(target, items)
+    elif opname in ("SETITEM", "SETITEMS"):
+        if type(target) is dict:
+            target.update(zip(items[::2], items[1::2]))
+        else:
+            for i in range(0, len(items), 2):
+                target[items[i]] = items[i + 1]
+    elif isinstance(target, set):
+        set.update(target, items)
+    else:
+        add = target.add
+        for item in items:
+            add(item)
+
+
+def build(inst, state):
+    """What BUILD does: __setstate__(state), or the default."""
+    setstate = getattr(inst, "__setstate__", None)
+    if setstate is not None:
+        setstate(state)
+    else:
+        _default_setstate(inst, state)
 
 
 def _default_setstate(inst, state):
