@@ -293,7 +293,12 @@ def test_show_missing_file(tmp_path):
 # ---------------------------------------------- show: choice of the loader
 
 def _fake_safe_module(monkeypatch, load):
+    # A stand-in for brinery.safe with another load (or none); the rest is
+    # the real module's, which brinery.scan (the scan command) imports.
+    import brinery.safe as real
     module = types.ModuleType("brinery.safe")
+    module.__dict__.update({k: v for k, v in vars(real).items()
+                            if k not in ("load", "__name__")})
     if load is not None:
         module.load = load
     monkeypatch.setitem(sys.modules, "brinery.safe", module)
