@@ -476,3 +476,28 @@ def test_console_script(files):
                                      str(files.p5)).stdout
     assert_one_line_error(run("show", "-", stdin=b"", executable=script),
                           "brinery show: <stdin>: EOFError")
+
+
+def test_show_safe_loader_takes_allow_and_preset(tmp_path):
+    import fractions
+    path = tmp_path / "point.pkl"
+    # A class the default policy refuses: fractions are allowed, but not
+    # their module's other names; pathlib paths are not data at all.
+    import pathlib
+    path.write_bytes(pickle.dumps([pathlib.PurePosixPath("/a"),
+                                   fractions.Fraction(1, 3)]))
+    refused = run("show", str(path))
+    assert refused.returncode == 1
+    assert b"pathlib.PurePosixPath" in refused.stderr
+    allowed = run("show", str(path), "--allow", "pathlib.PurePosixPath")
+    assert allowed.returncode == 0, allowed.stderr
+    assert allowed.stdout.decode() == pprint.pformat(
+        [pathlib.PurePosixPath("/a"), fractions.Fraction(1, 3)]) + "\n"
+    bad = run("show", str(path), "--allow", "nodot")
+    assert bad.returncode == 2 and b"Traceback" not in bad.stderr
+    np = pytest.importorskip("numpy")
+    arrays = tmp_path / "arrays.pkl"
+    arrays.write_bytes(pickle.dumps(np.arange(3)))
+    assert run("show", str(arrays)).returncode == 1
+    shown = run("show", str(arrays), "--preset", "numpy")
+    assert shown.returncode == 0 and shown.stdout == b"array([0, 1, 2])\n"

@@ -162,10 +162,19 @@ class ShowCommand(Command):
         "runs whatever code the pickle names: use it only on files you "
         "trust.")
     examples = ("brinery show data.pkl", "cat data.pkl | brinery show -",
+                "brinery show arrays.pkl --preset numpy --allow mymod.Point",
                 "brinery show --unsafe model.pkl")
 
     def add_arguments(self, parser):
         add_file_arguments(parser)
+        parser.add_argument(
+            "--allow", action="extend", nargs="+", default=[],
+            metavar="NAME",
+            help="safe loader: also allow these globals (module.name or "
+                 "module:qualname)")
+        parser.add_argument(
+            "--preset", action="append", default=[], choices=["numpy"],
+            help="safe loader: allow a preset's names")
         parser.add_argument(
             "--unsafe", action="store_true",
             help="load with the full unpickler even when the safe loader is "
@@ -178,6 +187,17 @@ class ShowCommand(Command):
             report(None, f"the safe loader brinery.safe does not import: "
                          f"{describe_error(exc)}")
             return EXIT_BAD_INPUT
+        if kind == "safe" and (args.allow or args.preset):
+            try:
+                from brinery.safe import Policy
+                policy = Policy(allow=args.allow, presets=args.preset)
+            except (ValueError, TypeError) as exc:
+                report(None, describe_error(exc))
+                return EXIT_BAD_INPUT
+            safe_load = load
+
+            def load(file):
+                return safe_load(file, policy=policy)
         status = EXIT_OK
         for name in args.files:
             try:
@@ -424,7 +444,7 @@ class ScanCommand(Command):
         "status: 0 all safe, 1 one unsafe or over the limits, 2 one "
         "malformed or unreadable.")
     examples = ("brinery scan model.pt", "brinery scan --json data.pkl",
-                "brinery scan --preset numpy --allow mymod.Point data.pkl")
+                "brinery scan data.pkl --preset numpy --allow mymod.Point")
 
     def add_arguments(self, parser):
         from brinery import scan

@@ -264,6 +264,9 @@ def _unsafe(message, what):
 
 def _describe(obj):
     """A short description of obj for messages: never its repr."""
+    describe = getattr(type(obj), "_safe_description", None)
+    if describe is not None and type(obj).__module__ == "brinery.scan":
+        return describe(obj)        # a scanner's stand-in for an object
     if isinstance(obj, type):
         return f"class {obj.__module__}.{obj.__qualname__}"
     if isinstance(obj, types.ModuleType):

@@ -99,6 +99,9 @@ class ResultRef:
         self.desc = desc
         self.kind = kind
 
+    def _safe_description(self):
+        return self.desc
+
     def __repr__(self):
         return f"<{self.desc}>"
 
@@ -110,6 +113,9 @@ class OpaqueRef:
 
     def __init__(self, desc):
         self.desc = desc
+
+    def _safe_description(self):
+        return self.desc
 
     def __repr__(self):
         return f"<{self.desc}>"
