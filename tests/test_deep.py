@@ -316,3 +316,26 @@ def test_reductions_open_many_times_are_refused_only_past_the_bound(impl):
     obj.args = (lists,)
     back = impl.loads(impl.dumps(obj, 2))
     assert all(item[0] is back for item in back.args)   # (lists)
+
+
+class SelfNamed:
+    """A class whose qualified name leads back to itself."""
+
+
+SelfNamed.ref = SelfNamed
+SelfNamed.__qualname__ = "SelfNamed.ref"
+
+
+@pytest.mark.parametrize("proto", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_class_named_through_itself(impl, proto):
+    # Below protocol 4 the nested name is getattr(parent, 'ref'), and the
+    # parent is the class itself: the standard library (up to 3.12) runs
+    # out of recursion, brinery must raise the same, not exhaust memory.
+    try:
+        expected = pickle.dumps(SelfNamed, proto)
+    except RecursionError:
+        with pytest.raises(RecursionError):
+            impl.dumps(SelfNamed, proto)
+    else:
+        assert impl.dumps(SelfNamed, proto) == expected
+        assert impl.loads(expected) is SelfNamed

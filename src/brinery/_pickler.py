@@ -1241,9 +1241,8 @@ class Pickler:
                 self._task_stack_global(obj, task, name))
         if parent is not module:
             # A nested name at protocols 0-3: getattr(parent, lastname).
-            task = self._save_reduce_value((getattr, (parent, lastname)),
-                                           None)
-            return self._start_task(self._task_then_memoize(task, obj))
+            return self._start_task(
+                self._task_nested_global(obj, parent, lastname))
         if self.fix_imports:
             module_name, name = _map_name_3to2(module_name, name)
         encoding = "utf-8" if proto == 3 else "ascii"
@@ -1479,6 +1478,25 @@ class Pickler:
                     self._leave_unmemoized(guard)
         if obj is not None:
             self._leave_fast(obj)
+
+    def _task_nested_global(self, obj, parent, lastname):
+        # Counted and guarded like a reduced object: a class whose
+        # qualified name leads back to itself (C.__qualname__ = "C.ref",
+        # C.ref = C) would be saved forever.
+        guard = None
+        self._open_reduces += 1
+        try:
+            if self._open_reduces > _GUARD_REDUCES:
+                guard = self._enter_unmemoized(obj)
+            task = self._save_reduce_value((getattr, (parent, lastname)),
+                                           None)
+            if task is not None:
+                yield task
+        finally:
+            self._open_reduces -= 1
+            if guard is not None:
+                self._leave_unmemoized(guard)
+        self._memoize(obj)
 
     def _task_then_memoize(self, task, obj):
         if task is not None:

@@ -3106,6 +3106,12 @@ save_global(pickler_core *p, PyObject *obj, PyObject *given)
         if (f == NULL) {
             goto done;
         }
+        /* Counted and guarded like a reduced object: a class whose
+         * qualified name leads back to itself would be saved forever. */
+        if (guard_enter(p, f) < 0) {
+            pop_frame(p);
+            goto done;
+        }
         PyObject *args = PyTuple_Pack(2, parent, lastname);
         status = save_reduce_pair(p, p->st->builtins_getattr, args, NULL);
         if (status == 0) {
