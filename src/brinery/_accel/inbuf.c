@@ -399,12 +399,12 @@ read_large(inbuf *in, Py_ssize_t want)
 Py_ssize_t
 inbuf_fill(inbuf *in, Py_ssize_t pos, Py_ssize_t n)
 {
-    if (in->file == NULL) {
-        return truncated(in);
-    }
-    if (pos > PY_SSIZE_T_MAX - n) {
+    if (in->base + pos > PY_SSIZE_T_MAX - n) {
         PyErr_SetString(in->error, "read would overflow (invalid bytecode)");
         return -1;
+    }
+    if (in->file == NULL) {
+        return truncated(in);
     }
     compact(in, pos);
     Py_ssize_t want = n - in->end;
