@@ -2637,11 +2637,6 @@ accel_loads(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
                         &opt) < 0) {
         return NULL;
     }
-    if (PyUnicode_Check(data)) {
-        PyErr_SetString(PyExc_TypeError,
-                        "Can't load pickle from unicode string");
-        return NULL;
-    }
     machine_init(&m, st);
     if (machine_set_options(&m, &opt) == 0
         && inbuf_open_memory(&m.in, data) == 0) {
@@ -2911,7 +2906,7 @@ static PyMemberDef unpickler_members[] = {
 
 PyDoc_STRVAR(unpickler_doc,
 "Unpickler(file, *, fix_imports=True, encoding='ASCII', errors='strict',\n"
-"          buffers=None)\n"
+"          buffers=())\n"
 "--\n\n"
 "Read objects back from a pickle data stream, as pickle.Unpickler.\n\n"
 "file needs read() and readline(); readinto() is used when present. A\n"
