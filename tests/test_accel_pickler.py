@@ -1353,3 +1353,19 @@ def test_docstrings():
         "(obj, protocol=None, *, fix_imports=True, buffer_callback=None)"
     assert _accel.dump.__text_signature__ == \
         "(obj, file, protocol=None, *, fix_imports=True, buffer_callback=None)"
+
+
+def test_sizeof_counts_the_memo_and_buffer():
+    """As _pickle's (test_pickle.SizeofTests, whose exact sizes are its own
+    layout's): the object itself plus the memo table and output buffer."""
+    pickler = CPickler(io.BytesIO(), 2)
+    base = object.__sizeof__(pickler)
+    assert base == type(pickler).__basicsize__
+    assert sys.getsizeof(pickler) > pickler.__sizeof__() >= base
+    empty = pickler.__sizeof__()
+    values = [str(i) for i in range(2000)]
+    pickler.dump(values)
+    # every string is memoized: at least a pointer and an index each
+    assert pickler.__sizeof__() >= empty + 2000 * 16
+    pickler.clear_memo()
+    assert pickler.__sizeof__() < empty + 2000 * 16

@@ -2880,8 +2880,34 @@ unpickler_set_memo(UnpicklerObject *self, PyObject *value, void *closure)
     return load_memo_assign_dict(&self->m.memo, value);
 }
 
+/* The object and the heap storage it owns (the memo's vector, the stack
+ * and mark arrays when they outgrew their inline storage, the read-ahead
+ * buffer), as _pickle's Unpickler counts its own. */
+static PyObject *
+unpickler_sizeof(UnpicklerObject *self, PyObject *Py_UNUSED(ignored))
+{
+    machine *m = &self->m;
+    Py_ssize_t size = Py_TYPE(self)->tp_basicsize;
+    if (m->memo.vec != m->memo.inline_vec) {
+        size += m->memo.capacity * (Py_ssize_t)sizeof(PyObject *);
+    }
+    if (m->stack != m->stack_inline) {
+        size += m->capacity * (Py_ssize_t)sizeof(PyObject *);
+    }
+    if (m->marks != m->marks_inline) {
+        size += m->marks_capacity * (Py_ssize_t)sizeof(Py_ssize_t);
+    }
+    if (m->in.storage != NULL) {
+        size += m->in.capacity;
+    }
+    return PyLong_FromSsize_t(size);
+}
+
 static PyMethodDef unpickler_methods[] = {
     {"load", (PyCFunction)unpickler_load, METH_NOARGS, unpickler_load_doc},
+    {"__sizeof__", (PyCFunction)unpickler_sizeof, METH_NOARGS,
+     "__sizeof__($self, /)\n--\n\n"
+     "Size of the object in memory, in bytes, with the storage it owns."},
     {"find_class", (PyCFunction)(void (*)(void))unpickler_find_class,
      METH_FASTCALL, unpickler_find_class_doc},
     {"persistent_load", (PyCFunction)unpickler_persistent_load, METH_O,
