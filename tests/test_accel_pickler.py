@@ -14,6 +14,7 @@ import decimal
 import enum
 import fractions
 import gc
+import inspect
 import io
 import pickle
 import sys
@@ -1342,8 +1343,8 @@ def test_threads_with_separate_picklers():
 
 
 def test_docstrings():
-    assert CPickler.__text_signature__ == \
-        "(file, protocol=None, *, fix_imports=True, buffer_callback=None)"
+    # _pickle.Pickler takes fix_imports and buffer_callback positionally.
+    assert inspect.signature(CPickler) == inspect.signature(pickle.Pickler)
     for method in ("dump", "clear_memo", "persistent_id"):
         assert getattr(CPickler, method).__text_signature__.startswith(
             "($self")
@@ -1352,3 +1353,19 @@ def test_docstrings():
         "(obj, protocol=None, *, fix_imports=True, buffer_callback=None)"
     assert _accel.dump.__text_signature__ == \
         "(obj, file, protocol=None, *, fix_imports=True, buffer_callback=None)"
+
+
+def test_sizeof_counts_the_memo_and_buffer():
+    """As _pickle's (test_pickle.SizeofTests, whose exact sizes are its own
+    layout's): the object itself plus the memo table and output buffer."""
+    pickler = CPickler(io.BytesIO(), 2)
+    base = object.__sizeof__(pickler)
+    assert base == type(pickler).__basicsize__
+    assert sys.getsizeof(pickler) > pickler.__sizeof__() >= base
+    empty = pickler.__sizeof__()
+    values = [str(i) for i in range(2000)]
+    pickler.dump(values)
+    # every string is memoized: at least a pointer and an index each
+    assert pickler.__sizeof__() >= empty + 2000 * 16
+    pickler.clear_memo()
+    assert pickler.__sizeof__() < empty + 2000 * 16

@@ -330,8 +330,7 @@ def test_loads_accepts_bytes_likes():
     assert C_LOADS(arr) == {"a": [1, 2.5, "x"]}
     same_as_pure(memoryview(data * 2)[::2])   # not contiguous: same error
     same_as_pure(12)
-    with pytest.raises(TypeError, match="Can't load pickle from unicode"):
-        C_LOADS("str")
+    same_as_pure("str")     # as _pickle: no bytes-like object
 
 
 def test_results_share_and_recurse_like_the_original():
@@ -1797,3 +1796,24 @@ def test_python2_literals_match_their_generator():
     out = subprocess.run([_PYTHON2, "-c", PY2_GENERATOR], check=True,
                          capture_output=True).stdout
     assert ast.literal_eval(out.decode("ascii")) == PY2_PICKLES
+
+
+# ----------------------------------------------------------------- sizeof
+
+def test_sizeof_counts_the_storage_it_owns():
+    """As _pickle's (test_pickle.SizeofTests, whose exact sizes are its own
+    layout's): the object itself, plus the memo, stack and read buffer it
+    allocated."""
+    P = struct.calcsize("P")
+    unpickler = CUnpickler(io.BytesIO())
+    base = object.__sizeof__(unpickler)
+    assert base == type(unpickler).__basicsize__
+    assert unpickler.__sizeof__() >= base
+    assert sys.getsizeof(unpickler) > unpickler.__sizeof__()   # + GC header
+    data = pickle.dumps([chr(i) for i in range(2000)], 2)
+    unpickler = CUnpickler(io.BytesIO(data))
+    unpickler.load()
+    assert unpickler.__sizeof__() >= base + 2000 * P + len(data)
+    empty = CUnpickler(io.BytesIO(pickle.dumps(0, 2)))
+    empty.load()
+    assert empty.__sizeof__() < unpickler.__sizeof__() - 2000 * P

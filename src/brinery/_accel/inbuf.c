@@ -19,20 +19,34 @@ inbuf_open_buffer(inbuf *in, PyObject *obj)
 {
     if (PyObject_GetBuffer(obj, &in->view, PyBUF_SIMPLE) < 0) {
         /* Not a plain contiguous buffer: go the way of the pure
-         * implementation, memoryview(obj).cast("B"), which either works
-         * or raises its error. */
+         * implementation, memoryview(obj), then its bytes. */
         PyErr_Clear();
         PyObject *view = PyMemoryView_FromObject(obj);
         if (view == NULL) {
+            if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+                PyErr_Clear();
+                PyErr_Format(PyExc_TypeError,
+                             "a bytes-like object is required, not '%.200s'",
+                             _PyType_Name(Py_TYPE(obj)));
+            }
             return -1;
         }
-        PyObject *flat = PyObject_CallMethod(view, "cast", "s", "B");
-        Py_DECREF(view);
-        if (flat == NULL) {
-            return -1;
+        int rc;
+        if (!PyBuffer_IsContiguous(PyMemoryView_GET_BUFFER(view), 'C')) {
+            /* CPython asks the exporter for a contiguous buffer, and most
+             * refuse: raise what the exporter raises then. */
+            Py_DECREF(view);
+            rc = PyObject_GetBuffer(obj, &in->view, PyBUF_CONTIG_RO);
         }
-        int rc = PyObject_GetBuffer(flat, &in->view, PyBUF_SIMPLE);
-        Py_DECREF(flat);
+        else {
+            PyObject *flat = PyObject_CallMethod(view, "cast", "s", "B");
+            Py_DECREF(view);
+            if (flat == NULL) {
+                return -1;
+            }
+            rc = PyObject_GetBuffer(flat, &in->view, PyBUF_SIMPLE);
+            Py_DECREF(flat);
+        }
         if (rc < 0) {
             return -1;
         }
@@ -399,12 +413,12 @@ read_large(inbuf *in, Py_ssize_t want)
 Py_ssize_t
 inbuf_fill(inbuf *in, Py_ssize_t pos, Py_ssize_t n)
 {
-    if (in->file == NULL) {
-        return truncated(in);
-    }
-    if (pos > PY_SSIZE_T_MAX - n) {
+    if (in->base + pos > PY_SSIZE_T_MAX - n) {
         PyErr_SetString(in->error, "read would overflow (invalid bytecode)");
         return -1;
+    }
+    if (in->file == NULL) {
+        return truncated(in);
     }
     compact(in, pos);
     Py_ssize_t want = n - in->end;

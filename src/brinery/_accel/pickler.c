@@ -238,7 +238,7 @@ Pickler_init(PicklerObject *self, PyObject *args, PyObject *kwds)
                              "buffer_callback", NULL};
     PyObject *file, *protocol = Py_None, *buffer_callback = Py_None;
     int fix_imports = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O$pO:Pickler", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|OpO:Pickler", kwlist,
                                      &file, &protocol, &fix_imports,
                                      &buffer_callback)) {
         return -1;
@@ -565,7 +565,7 @@ static PyMemberDef Pickler_members[] = {
 };
 
 PyDoc_STRVAR(Pickler_doc,
-"Pickler(file, protocol=None, *, fix_imports=True, buffer_callback=None)\n"
+"Pickler(file, protocol=None, fix_imports=True, buffer_callback=None)\n"
 "--\n\n"
 "Write pickles of objects to a binary file (anything with a write()\n"
 "method).\n\n"

@@ -673,7 +673,7 @@ decode_py2_str(machine *m, const char *s, Py_ssize_t n)
 static int
 size_overflow(machine *m, const char *label)
 {
-    PyErr_Format(m->st->UnpicklingError,
+    PyErr_Format(PyExc_OverflowError,
                  "%s exceeds system's maximum size of %zd bytes", label,
                  PY_SSIZE_T_MAX);
     return -1;
@@ -864,6 +864,10 @@ op_put(machine *m)
     if (line == NULL) {
         return -1;
     }
+    if (len < 2) {
+        PyErr_SetString(m->st->UnpicklingError, "pickle data was truncated");
+        return -1;
+    }
     if (m->len <= m->fence) {
         return stack_error(m);
     }
@@ -875,16 +879,17 @@ op_put(machine *m)
     if (as_int == NULL) {
         return load_memo_store(&m->memo, index, top);
     }
-    int rc;
     if (_PyLong_Sign(as_int) < 0) {
+        Py_DECREF(as_int);
         PyErr_SetString(PyExc_ValueError, "negative PUT argument");
-        rc = -1;
+        return -1;
     }
-    else {
-        rc = load_memo_store_key(&m->memo, as_int, top);
-    }
+    index = PyLong_AsSsize_t(as_int);     /* OverflowError past ssize_t */
     Py_DECREF(as_int);
-    return rc;
+    if (index == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    return load_memo_store(&m->memo, index, top);
 }
 
 /* A name line of GLOBAL or INST, decoded. */
@@ -1019,6 +1024,40 @@ op_reduce(machine *m)
     return value == NULL ? -1 : stack_push(m, value);
 }
 
+/* NEWOBJ(_EX)'s checks, in C's order and words (kwargs NULL: NEWOBJ). */
+static int
+check_newobj(machine *m, const char *op, PyObject *cls, PyObject *args,
+             PyObject *kwargs)
+{
+    if (!PyType_Check(cls)) {
+        PyErr_Format(m->st->UnpicklingError,
+                     "%s class argument must be a type, not %.200s",
+                     op, Py_TYPE(cls)->tp_name);
+        return -1;
+    }
+    if (PyType_HasFeature((PyTypeObject *)cls,
+                          Py_TPFLAGS_DISALLOW_INSTANTIATION)) {
+        /* (C names the metaclass here, not the class.) */
+        PyErr_Format(m->st->UnpicklingError,
+                     "%s class argument '%.200s' doesn't have __new__",
+                     op, Py_TYPE(cls)->tp_name);
+        return -1;
+    }
+    if (!PyTuple_Check(args)) {
+        PyErr_Format(m->st->UnpicklingError,
+                     "%s args argument must be a tuple, not %.200s",
+                     op, Py_TYPE(args)->tp_name);
+        return -1;
+    }
+    if (kwargs != NULL && !PyDict_Check(kwargs)) {
+        PyErr_Format(m->st->UnpicklingError,
+                     "%s kwargs argument must be a dict, not %.200s",
+                     op, Py_TYPE(kwargs)->tp_name);
+        return -1;
+    }
+    return 0;
+}
+
 static int
 op_newobj(machine *m)
 {
@@ -1026,19 +1065,9 @@ op_newobj(machine *m)
         return stack_error(m);
     }
     PyObject *args = m->stack[--m->len];
-    if (!PyTuple_Check(args)) {
-        Py_DECREF(args);
-        PyErr_SetString(m->st->UnpicklingError,
-                        "NEWOBJ expected an arg tuple.");
-        return -1;
-    }
     PyObject *cls = m->stack[--m->len];
     PyObject *value = NULL;
-    if (!PyType_Check(cls)) {
-        PyErr_SetString(m->st->UnpicklingError,
-                        "NEWOBJ class argument isn't a type object");
-    }
-    else {
+    if (check_newobj(m, "NEWOBJ", cls, args, NULL) == 0) {
         value = new_instance(m, cls, args, NULL);
     }
     Py_DECREF(cls);
@@ -1056,22 +1085,7 @@ op_newobj_ex(machine *m)
     PyObject *args = m->stack[--m->len];
     PyObject *cls = m->stack[--m->len];
     PyObject *value = NULL;
-    if (!PyType_Check(cls)) {
-        PyErr_Format(m->st->UnpicklingError,
-                     "NEWOBJ_EX class argument must be a type, not %.200s",
-                     _PyType_Name(Py_TYPE(cls)));
-    }
-    else if (!PyTuple_Check(args)) {
-        PyErr_Format(m->st->UnpicklingError,
-                     "NEWOBJ_EX args argument must be a tuple, not %.200s",
-                     _PyType_Name(Py_TYPE(args)));
-    }
-    else if (!PyDict_Check(kwargs)) {
-        PyErr_Format(m->st->UnpicklingError,
-                     "NEWOBJ_EX kwargs argument must be a dict, not %.200s",
-                     _PyType_Name(Py_TYPE(kwargs)));
-    }
-    else {
+    if (check_newobj(m, "NEWOBJ_EX", cls, args, kwargs) == 0) {
         value = new_instance(m, cls, args, kwargs);
     }
     Py_DECREF(cls);
@@ -1873,6 +1887,16 @@ machine_run(machine *m)
             goto error; \
         } \
     } while (0)
+/* CPython reads a bytes payload from memory so that even an empty one
+ * must not start at the very end of the input. */
+#define BYTES_PAYLOAD_AT(start) \
+    do { \
+        if (UNLIKELY((start) == end) && m->in.file == NULL) { \
+            PyErr_SetString(m->st->UnpicklingError, \
+                            "pickle data was truncated"); \
+            goto error; \
+        } \
+    } while (0)
 /* A handler outside the loop, reading from m->pos. */
 #define CALL(handler_call) \
     do { \
@@ -2267,6 +2291,7 @@ machine_run(machine *m)
             NEED(1);
             Py_ssize_t n = data[pos];
             NEED(1 + n);
+            BYTES_PAYLOAD_AT(pos + 1);
             PUSH(PyBytes_FromStringAndSize((const char *)data + pos + 1, n));
             pos += 1 + n;
             DISPATCH();
@@ -2276,6 +2301,7 @@ machine_run(machine *m)
             Py_ssize_t n = (Py_ssize_t)read_u32(data + pos);
             pos += 4;
             NEED(n);
+            BYTES_PAYLOAD_AT(pos);
             PUSH(PyBytes_FromStringAndSize((const char *)data + pos, n));
             pos += n;
             DISPATCH();
@@ -2291,6 +2317,7 @@ machine_run(machine *m)
             }
             pos += 8;
             NEED((Py_ssize_t)n);
+            BYTES_PAYLOAD_AT(pos);
             const char *s = (const char *)data + pos;
             PUSH(op == OP_BINBYTES8
                  ? PyBytes_FromStringAndSize(s, (Py_ssize_t)n)
@@ -2610,11 +2637,6 @@ accel_loads(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
                         &opt) < 0) {
         return NULL;
     }
-    if (PyUnicode_Check(data)) {
-        PyErr_SetString(PyExc_TypeError,
-                        "Can't load pickle from unicode string");
-        return NULL;
-    }
     machine_init(&m, st);
     if (machine_set_options(&m, &opt) == 0
         && inbuf_open_memory(&m.in, data) == 0) {
@@ -2858,8 +2880,34 @@ unpickler_set_memo(UnpicklerObject *self, PyObject *value, void *closure)
     return load_memo_assign_dict(&self->m.memo, value);
 }
 
+/* The object and the heap storage it owns (the memo's vector, the stack
+ * and mark arrays when they outgrew their inline storage, the read-ahead
+ * buffer), as _pickle's Unpickler counts its own. */
+static PyObject *
+unpickler_sizeof(UnpicklerObject *self, PyObject *Py_UNUSED(ignored))
+{
+    machine *m = &self->m;
+    Py_ssize_t size = Py_TYPE(self)->tp_basicsize;
+    if (m->memo.vec != m->memo.inline_vec) {
+        size += m->memo.capacity * (Py_ssize_t)sizeof(PyObject *);
+    }
+    if (m->stack != m->stack_inline) {
+        size += m->capacity * (Py_ssize_t)sizeof(PyObject *);
+    }
+    if (m->marks != m->marks_inline) {
+        size += m->marks_capacity * (Py_ssize_t)sizeof(Py_ssize_t);
+    }
+    if (m->in.storage != NULL) {
+        size += m->in.capacity;
+    }
+    return PyLong_FromSsize_t(size);
+}
+
 static PyMethodDef unpickler_methods[] = {
     {"load", (PyCFunction)unpickler_load, METH_NOARGS, unpickler_load_doc},
+    {"__sizeof__", (PyCFunction)unpickler_sizeof, METH_NOARGS,
+     "__sizeof__($self, /)\n--\n\n"
+     "Size of the object in memory, in bytes, with the storage it owns."},
     {"find_class", (PyCFunction)(void (*)(void))unpickler_find_class,
      METH_FASTCALL, unpickler_find_class_doc},
     {"persistent_load", (PyCFunction)unpickler_persistent_load, METH_O,
@@ -2884,7 +2932,7 @@ static PyMemberDef unpickler_members[] = {
 
 PyDoc_STRVAR(unpickler_doc,
 "Unpickler(file, *, fix_imports=True, encoding='ASCII', errors='strict',\n"
-"          buffers=None)\n"
+"          buffers=())\n"
 "--\n\n"
 "Read objects back from a pickle data stream, as pickle.Unpickler.\n\n"
 "file needs read() and readline(); readinto() is used when present. A\n"

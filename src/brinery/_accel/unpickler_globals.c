@@ -33,6 +33,13 @@ ustate(accel_state *st)
 
 /* ------------------------------------------------------ attribute lookup */
 
+/* How CPython words a '<locals>' name in find_class. */
+#if PY_VERSION_HEX >= 0x030D0000
+#define LOCAL_ATTRIBUTE "Can't get local attribute"
+#else
+#define LOCAL_ATTRIBUTE "Can't pickle local attribute"
+#endif
+
 static PyObject *
 get_attribute(PyObject *obj, PyObject *name, int dotted)
 {
@@ -55,22 +62,27 @@ get_attribute(PyObject *obj, PyObject *name, int dotted)
     if (seq == NULL) {
         return NULL;
     }
-    PyObject *current = Py_NewRef(obj);
-    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *part = PySequence_Fast_GET_ITEM(seq, i);
         if (PyUnicode_Check(part)
             && PyUnicode_CompareWithASCIIString(part, "<locals>") == 0) {
-            PyErr_Format(PyExc_AttributeError,
-                         "Can't get local attribute %R on %R", name,
-                         current);
-            goto error;
+            PyErr_Format(PyExc_AttributeError, "%s %R on %R",
+                         LOCAL_ATTRIBUTE, name, obj);
+            Py_DECREF(seq);
+            return NULL;
         }
+    }
+    PyObject *current = Py_NewRef(obj);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *part = PySequence_Fast_GET_ITEM(seq, i);
         PyObject *next = PyObject_GetAttr(current, part);
         if (next == NULL) {
             if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
+                /* C names the whole path and the module it started from. */
                 PyErr_Clear();
                 PyErr_Format(PyExc_AttributeError,
-                             "Can't get attribute %R on %R", name, current);
+                             "Can't get attribute %R on %R", name, obj);
             }
             goto error;
         }

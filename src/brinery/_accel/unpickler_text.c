@@ -58,9 +58,12 @@ truncated(PyObject *error)
     return NULL;
 }
 
-/* int(text, base) on the C string as bytes, as the pure implementation
- * calls it: PyLong_FromString does the work, and when it refuses, int()
- * itself raises the error (whose message shows the bytes). */
+static int is_c_space(char c);
+
+/* int(text, base) with the error C's PyLong_FromString(s, NULL, base)
+ * raises in the unpickler: the base it settled on and the repr of the
+ * text (200 bytes at most, strict UTF-8, so undecodable bytes raise
+ * UnicodeDecodeError). */
 static PyObject *
 int_of_c_string(const c_string *cs, int base)
 {
@@ -69,13 +72,45 @@ int_of_c_string(const c_string *cs, int base)
         return res;
     }
     PyErr_Clear();
-    PyObject *bytes = PyBytes_FromStringAndSize(cs->s, cs->len);
-    if (bytes == NULL) {
+    PyObject *text = PyUnicode_DecodeUTF8(cs->s, Py_MIN(cs->len, 200), NULL);
+    if (text == NULL) {
         return NULL;
     }
-    res = PyObject_CallFunction((PyObject *)&PyLong_Type, "Oi", bytes, base);
-    Py_DECREF(bytes);
-    return res;
+    if (base == 0) {
+        const char *digits = cs->s;
+        while (is_c_space(*digits)) {
+            digits++;
+        }
+        if (*digits == '+' || *digits == '-') {
+            digits++;
+        }
+        if (digits[0] != '0') {
+            base = 10;
+        }
+        else if (digits[1] == 'x' || digits[1] == 'X') {
+            base = 16;
+        }
+        else if (digits[1] == 'o' || digits[1] == 'O') {
+            base = 8;
+        }
+        else if (digits[1] == 'b' || digits[1] == 'B') {
+            base = 2;
+        }
+    }
+    PyObject *repr = PyObject_Repr(text);
+    Py_DECREF(text);
+    if (repr == NULL) {
+        return NULL;
+    }
+    PyObject *shown = PyUnicode_Substring(repr, 0, 200);
+    Py_DECREF(repr);
+    if (shown == NULL) {
+        return NULL;
+    }
+    PyErr_Format(PyExc_ValueError, "invalid literal for int() with base %d: %U",
+                 base, shown);
+    Py_DECREF(shown);
+    return NULL;
 }
 
 static int
@@ -275,11 +310,13 @@ float_prefix(const char *s)
     return i;
 }
 
-/* An error about a FLOAT argument, which it shows decoded as latin-1. */
+/* An error about a FLOAT argument, which it shows quoted as C's "%.200s"
+ * does: 200 bytes decoded as UTF-8 with replacement. */
 static void
 float_error(PyObject *type, const char *format, const c_string *cs)
 {
-    PyObject *text = PyUnicode_DecodeLatin1(cs->s, cs->len, NULL);
+    PyObject *text = PyUnicode_DecodeUTF8(cs->s, Py_MIN(cs->len, 200),
+                                          "replace");
     if (text != NULL) {
         PyErr_Format(type, format, text);
         Py_DECREF(text);
@@ -300,7 +337,7 @@ text_parse_float(PyObject *error, const char *line, Py_ssize_t len)
     }
     Py_ssize_t n = float_prefix(cs.s);
     if (n == 0) {
-        float_error(PyExc_ValueError, "could not convert string to float: %R",
+        float_error(PyExc_ValueError, "could not convert string to float: '%U'",
                     &cs);
         goto done;
     }
@@ -314,7 +351,7 @@ text_parse_float(PyObject *error, const char *line, Py_ssize_t len)
     }
     if (isinf(value) && !has_n) {
         float_error(PyExc_OverflowError,
-                    "value too large to convert to float: %U", &cs);
+                    "value too large to convert to float: '%U'", &cs);
         goto done;
     }
     if (saved != '\n' && saved != '\0') {
