@@ -57,6 +57,7 @@ _pack_int4 = Struct("<i").pack
 _pack_uint4 = Struct("<I").pack
 _pack_uint8 = Struct("<Q").pack
 _pack_double = Struct(">d").pack
+_raw_unicode_escape_encode = codecs.raw_unicode_escape_encode
 
 # Opcode-with-argument byte strings for small arguments, built once.
 _BININT1_OF = tuple(b"K" + bytes((i,)) for i in range(256))
@@ -642,11 +643,18 @@ class Pickler:
                     buf += header
                     buf += encoded
         else:
-            text = (obj.replace("\\", "\\u005c").replace("\0", "\\u0000")
-                    .replace("\n", "\\u000a").replace("\r", "\\u000d")
-                    .replace("\x1a", "\\u001a"))
+            text = obj
+            if ("\\" in text or "\0" in text or "\n" in text
+                    or "\r" in text or "\x1a" in text):
+                text = (text.replace("\\", "\\u005c")
+                        .replace("\0", "\\u0000")
+                        .replace("\n", "\\u000a").replace("\r", "\\u000d")
+                        .replace("\x1a", "\\u001a"))
             buf += UNICODE
-            buf += text.encode("raw-unicode-escape")
+            # ASCII is its own raw-unicode-escape encoding; otherwise the
+            # codec's function, which skips str.encode's codec lookup.
+            buf += text.encode() if text.isascii() else \
+                _raw_unicode_escape_encode(text)[0]
             buf += b"\n"
         self._memoize(obj)
 
@@ -853,10 +861,12 @@ class Pickler:
         if not obj:
             self._leave_fast(obj)
             return None
-        if not self.bin:
-            return self._start_task(
-                self._task_batched(iter(obj), False, "list", obj))
         depth = self._depth
+        if not self.bin:
+            if depth >= _SYNC_DEPTH:
+                return self._task_batched(iter(obj), False, "list", obj)
+            self._save_items_text(obj, depth)
+            return None
         if depth >= _SYNC_DEPTH:
             return self._task_list_items(obj)
         self._depth = depth + 1
@@ -886,6 +896,27 @@ class Pickler:
             self._depth = depth
         self._leave_fast(obj)
         return None
+
+    def _save_items_text(self, obj, depth):
+        """Protocol 0 list items, saved at once: what _task_batched does
+        for them (one APPEND each), without a generator per list."""
+        self._depth = depth + 1
+        step = self._step
+        buf = self._buf
+        count = 0
+        try:
+            for item in obj:
+                task = step(item)
+                if task is not None:
+                    self._run(task)
+                buf += APPEND
+                count += 1
+        except Exception as exc:
+            _add_note(exc, f"when serializing list item {count}")
+            raise
+        finally:
+            self._depth = depth
+        self._leave_fast(obj)
 
     def _task_list_items(self, obj):
         step = self._step
@@ -1007,11 +1038,11 @@ class Pickler:
         if not obj:
             self._leave_fast(obj)
             return None
-        if not self.bin:
-            return self._start_task(
-                self._task_batched(iter(obj.items()), True, "dict", obj))
         depth = self._depth
         if depth >= _SYNC_DEPTH:
+            if not self.bin:
+                return self._task_batched(iter(obj.items()), True, "dict",
+                                          obj)
             return self._task_dict_items(obj)
         self._depth = depth + 1
         step = self._step
@@ -1019,18 +1050,25 @@ class Pickler:
         size = len(obj)
         noted = _NO_KEY     # the key whose value is being saved
         try:
-            if size == 1:
-                for key, value in obj.items():
-                    break
-                task = step(key)
-                if task is not None:
-                    self._run(task)
-                noted = key
-                task = step(value)
-                if task is not None:
-                    self._run(task)
-                noted = _NO_KEY
-                buf += SETITEM
+            if size == 1 or not self.bin:
+                # One SETITEM per pair: the lone pair, or every pair at
+                # protocol 0, read from the live view as CPython does (a
+                # change of size during the dump is then an error).
+                pairs = obj.items()
+                if self.bin:
+                    for pair in pairs:
+                        break
+                    pairs = (pair,)
+                for key, value in pairs:
+                    task = step(key)
+                    if task is not None:
+                        self._run(task)
+                    noted = key
+                    task = step(value)
+                    if task is not None:
+                        self._run(task)
+                    noted = _NO_KEY
+                    buf += SETITEM
             else:
                 items = iter(obj.items())
                 while True:

@@ -49,6 +49,8 @@ _CHUNK = 64 * 1024
 # Reads larger than this are done with care (see _read_file).
 _LARGE_READ = 1 << 20
 _SSIZE_MAX = sys.maxsize
+_NAME_MAPPING = _compat_pickle.NAME_MAPPING
+_IMPORT_MAPPING = _compat_pickle.IMPORT_MAPPING
 _intern = sys.intern
 
 
@@ -107,6 +109,9 @@ def _strtol(s):
         i += 1
     if i == start:
         return 0, 0, False
+    if base == 10 and i - start > 19:
+        # Overflows a C long; int() might even refuse that many digits.
+        return 0, i, True
     value = int(s[start:i], base)
     if negative:
         value = -value
@@ -169,8 +174,9 @@ def _c_int(s, base):
     strict UTF-8)."""
     try:
         return int(s, base)
-    except ValueError:
-        pass
+    except ValueError as exc:
+        if not str(exc).startswith("invalid literal"):
+            raise       # too many digits: C raises the same error
     text = s[:200].decode("utf-8")
     if base == 0:
         digits = s.lstrip(b" \t\n\r\v\f")
@@ -196,9 +202,11 @@ _FLOAT_PREFIX = re.compile(
 def parse_float_line(line):
     """The value of FLOAT's argument line."""
     # Fast path: what repr() writes parses the same with float(); float()
-    # is laxer than C (spaces, underscores, overflow to inf), so anything
-    # unusual goes through the exact rules below.
-    if line[:1] not in _FLOAT_LAX_START and b"_" not in line:
+    # is laxer than C (spaces before or after, underscores, overflow to
+    # inf), so anything unusual goes through the exact rules below.
+    # (0x5F is '_': an int operand keeps `in` from trying int first.)
+    if (line[:1] not in _FLOAT_LAX_START
+            and line[-2:-1] not in _FLOAT_LAX_START and 0x5F not in line):
         try:
             value = float(line)
         except ValueError:
@@ -240,7 +248,16 @@ def decode_string_line(line):
 
 def decode_unicode_line(line):
     """UNICODE's argument: raw-unicode-escape text -> str."""
-    return str(line[:-1], "raw-unicode-escape")
+    return _decode_raw_unicode_escape(line[:-1])
+
+
+def _decode_raw_unicode_escape(text):
+    # Without a backslash (0x5C) raw-unicode-escape is Latin-1, which has
+    # a fast path; the codec's own function skips the codec lookup that
+    # bytes.decode does for this name.
+    if 0x5C not in text:
+        return text.decode("latin-1")
+    return codecs.raw_unicode_escape_decode(text)[0]
 
 
 def decode_name_line(line, encoding="utf-8"):
@@ -261,10 +278,10 @@ def compat_name(module, name):
     Applied to globals of protocols 0-2 when fix_imports is on; brinery.safe
     checks its allow-list against the result.
     """
-    mapped = _compat_pickle.NAME_MAPPING.get((module, name))
+    mapped = _NAME_MAPPING.get((module, name))
     if mapped is not None:
         return mapped
-    return _compat_pickle.IMPORT_MAPPING.get(module, module), name
+    return _IMPORT_MAPPING.get(module, module), name
 
 
 def getattribute(obj, name, allow_qualname):
@@ -390,8 +407,13 @@ class Unpickler:
         protocol 4+). Subclasses override this to restrict globals."""
         sys.audit("pickle.find_class", module, name)
         if self.proto < 3 and self.fix_imports:
-            module, name = compat_name(module, name)
-        __import__(module, level=0)
+            # compat_name, inline: this runs for every global loaded.
+            mapped = _NAME_MAPPING.get((module, name))
+            if mapped is not None:
+                module, name = mapped
+            else:
+                module = _IMPORT_MAPPING.get(module, module)
+        __import__(module)                  # level 0, the default
         if self.proto >= 4:
             return getattribute(sys.modules[module], name, True)
         try:
@@ -444,6 +466,10 @@ class Unpickler:
         opcode goes to its method, after which the locals are refreshed.
         """
         dispatch = _DISPATCH
+        # end is always len(data) here (only brinery.safe, with its own
+        # loop, reads less than the buffer), so a line's newline is found
+        # with data.find(b"\n", pos): fewer arguments to parse than with
+        # an explicit end.
         data = self._data
         end = self._end
         self.proto = 0
@@ -477,8 +503,8 @@ class Unpickler:
                         if pos < end:
                             stop = pos + 1 + data[pos]
                             if stop <= end:
-                                append(str(data[pos + 1:stop], "utf-8",
-                                           "surrogatepass"))
+                                append(data[pos + 1:stop].decode("utf-8",
+                                                               "surrogatepass"))
                                 pos = stop
                                 continue
                     elif op == 0x86:                                   # TUPLE2
@@ -529,7 +555,7 @@ class Unpickler:
                             pos += 4
                             continue
                     elif op == 0x70:                                      # PUT
-                        stop = data.find(b"\n", pos, end)
+                        stop = data.find(b"\n", pos)
                         if stop > pos and stack:
                             try:
                                 idx = int(data[pos:stop])
@@ -540,6 +566,13 @@ class Unpickler:
                                     memo[idx] = stack[-1]
                                     pos = stop + 1
                                     continue
+                    elif op == 0x74:                                    # TUPLE
+                        if metastack:
+                            items = tuple(stack)
+                            self.stack = stack = metastack.pop()
+                            append = stack.append
+                            append(items)
+                            continue
                 elif op >= 0x60:
                     if op == 0x68:                                     # BINGET
                         if pos < end:
@@ -568,7 +601,7 @@ class Unpickler:
                                 pos += 4
                                 continue
                     elif op == 0x67:                                      # GET
-                        stop = data.find(b"\n", pos, end)
+                        stop = data.find(b"\n", pos)
                         if stop > pos:
                             try:
                                 idx = int(data[pos:stop])
@@ -579,6 +612,30 @@ class Unpickler:
                                     append(memo[idx])
                                     pos = stop + 1
                                     continue
+                    elif op == 0x6C:                                     # LIST
+                        if metastack:
+                            items = stack
+                            self.stack = stack = metastack.pop()
+                            append = stack.append
+                            append(items)
+                            continue
+                    elif op == 0x64:                                     # DICT
+                        if metastack and not len(stack) % 2:
+                            items = stack
+                            self.stack = stack = metastack.pop()
+                            append = stack.append
+                            append(dict(zip(items[::2], items[1::2])))
+                            continue
+                    elif op == 0x63:                                   # GLOBAL
+                        first = data.find(b"\n", pos)
+                        second = data.find(b"\n", first + 1) \
+                            if first > pos else -1
+                        if second > first + 1:
+                            append(self.find_class(
+                                data[pos:first].decode("utf-8"),
+                                data[first + 1:second].decode("utf-8")))
+                            pos = second + 1
+                            continue
                 elif op >= 0x4A:
                     if op == 0x4B:                                    # BININT1
                         if pos < end:
@@ -589,8 +646,8 @@ class Unpickler:
                         if pos + 4 <= end:
                             stop = pos + 4 + _unpack_uint4(data, pos)[0]
                             if stop <= end:
-                                append(str(data[pos + 4:stop], "utf-8",
-                                           "surrogatepass"))
+                                append(data[pos + 4:stop].decode("utf-8",
+                                                               "surrogatepass"))
                                 pos = stop
                                 continue
                     elif op == 0x4D:                                  # BININT2
@@ -610,11 +667,23 @@ class Unpickler:
                         append(None)
                         continue
                     elif op == 0x56:                                  # UNICODE
-                        stop = data.find(b"\n", pos, end)
+                        stop = data.find(b"\n", pos)
                         if stop >= 0:
-                            append(str(data[pos:stop], "raw-unicode-escape"))
+                            append(_decode_raw_unicode_escape(
+                                data[pos:stop]))
                             pos = stop + 1
                             continue
+                    elif op == 0x4C:                                     # LONG
+                        stop = data.find(b"\n", pos)
+                        if stop > pos + 1 and data[stop - 1] == 0x4C:
+                            # parse_long_line's first try; anything it
+                            # rejects goes to load_long for the exact error.
+                            try:
+                                append(int(data[pos:stop - 1], 0))
+                                pos = stop + 1
+                                continue
+                            except ValueError:
+                                pass
                 elif op == 0x28:                                         # MARK
                         metastack.append(stack)
                         self.stack = stack = []
@@ -629,9 +698,47 @@ class Unpickler:
                         append(())
                         continue
                 elif op == 0x49:                                          # INT
-                        stop = data.find(b"\n", pos, end)
-                        if stop >= 0:
+                        stop = data.find(b"\n", pos)
+                        if stop > pos:
+                            first = data[pos]
+                            if 0x31 <= first <= 0x39:
+                                # No leading zero: int() reads it as C does
+                                # (parse_int_line's fast path).
+                                try:
+                                    append(int(data[pos:stop]))
+                                    pos = stop + 1
+                                    continue
+                                except ValueError:
+                                    pass
+                            elif (first == 0x30 and stop == pos + 2
+                                    and 0x30 <= data[pos + 1] <= 0x31):
+                                append(data[pos + 1] == 0x31)   # I00, I01
+                                pos = stop + 1
+                                continue
                             append(parse_int_line(data[pos:stop + 1]))
+                            pos = stop + 1
+                            continue
+                elif op == 0x46:                                        # FLOAT
+                        stop = data.find(b"\n", pos)
+                        if stop > pos:
+                            line = data[pos:stop]
+                            first = line[0]
+                            # What repr() writes (a digit or '-' first, a
+                            # digit last, no '_') means the same to float()
+                            # as to C, unless it overflows.
+                            if ((0x30 <= first <= 0x39 or first == 0x2D)
+                                    and 0x30 <= line[-1] <= 0x39
+                                    and 0x5F not in line):       # '_'
+                                try:
+                                    value = float(line)
+                                except ValueError:
+                                    pass
+                                else:
+                                    if value - value == 0.0:
+                                        append(value)
+                                        pos = stop + 1
+                                        continue
+                            append(parse_float_line(data[pos:stop + 1]))
                             pos = stop + 1
                             continue
                 elif op == 0x2E:                                         # STOP
@@ -951,20 +1058,20 @@ class Unpickler:
         end = pos + 1 + self._data[pos]
         if end > self._end:
             data, pos, end = self._counted(pos, 1, "SHORT_BINUNICODE")
-            self.stack.append(str(data[pos:end], "utf-8", "surrogatepass"))
+            self.stack.append(data[pos:end].decode("utf-8", "surrogatepass"))
             return end
         self.stack.append(
-            str(self._data[pos + 1:end], "utf-8", "surrogatepass"))
+            self._data[pos + 1:end].decode("utf-8", "surrogatepass"))
         return end
 
     def load_binunicode(self, pos):
         data, pos, end = self._counted(pos, 4, "BINUNICODE")
-        self.stack.append(str(data[pos:end], "utf-8", "surrogatepass"))
+        self.stack.append(data[pos:end].decode("utf-8", "surrogatepass"))
         return end
 
     def load_binunicode8(self, pos):
         data, pos, end = self._counted(pos, 8, "BINUNICODE")
-        self.stack.append(str(data[pos:end], "utf-8", "surrogatepass"))
+        self.stack.append(data[pos:end].decode("utf-8", "surrogatepass"))
         return end
 
     def load_unicode(self, pos):
@@ -1243,8 +1350,8 @@ class Unpickler:
         first = data.find(b"\n", pos, end)
         second = data.find(b"\n", first + 1, end) if first > pos else -1
         if second > first + 1:
-            module = str(data[pos:first], "utf-8", "strict")
-            name = str(data[first + 1:second], "utf-8", "strict")
+            module = data[pos:first].decode("utf-8")
+            name = data[first + 1:second].decode("utf-8")
             self.stack.append(self.find_class(module, name))
             return second + 1
         line, pos = self._readline(pos)
