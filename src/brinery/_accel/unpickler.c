@@ -538,6 +538,11 @@ utf8_valid_length(const unsigned char *s, Py_ssize_t n)
 static PyObject *
 decode_utf8_wide(const unsigned char *s, Py_ssize_t n, Py_ssize_t ascii)
 {
+    if (n > 64) {
+        /* Long text: CPython's decoder (vectorized, one pass) is faster;
+         * surrogatepass only matters on its error path. */
+        return PyUnicode_DecodeUTF8((const char *)s, n, "surrogatepass");
+    }
     Py_ssize_t i = ascii, count = ascii;
     Py_UCS4 maxchar = 0x7F;
 

@@ -32,7 +32,7 @@ typedef struct {
     PyObject *value;            /* module.__dict__[resolved_name] then */
 } global_cache_entry;
 
-#define GLOBAL_CACHE_SIZE 512   /* a power of two */
+#define GLOBAL_CACHE_SIZE 4096  /* a power of two; as the pickler's */
 #define FIND_FIX_IMPORTS 1
 #define FIND_DOTTED 2
 
