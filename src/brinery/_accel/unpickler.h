@@ -94,6 +94,8 @@ typedef struct {
      * repeats the same (memoized) key objects, so their interned forms
      * are remembered here during a load (allocated on first use). */
     struct intern_slot *intern_cache;
+    /* Safe mode (unpickler_safe.c), or NULL. */
+    struct safe_state *safe;
 
     PyObject *stack_inline[MACHINE_INLINE_STACK];
     Py_ssize_t marks_inline[MACHINE_INLINE_MARKS];
