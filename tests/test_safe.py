@@ -30,8 +30,16 @@ from brinery import UnpicklingError
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "malicious"))
 import cases as corpus  # noqa: E402
+from safe_impls import SAFE_IMPLS, use_safe_impl  # noqa: E402
 
 MiB = 1 << 20
+
+
+@pytest.fixture(autouse=True, params=SAFE_IMPLS)
+def safe_impl(request, monkeypatch):
+    """Every test runs on each implementation of the safe loader."""
+    use_safe_impl(monkeypatch, request.param, sys.modules[__name__])
+    return request.param
 
 
 # ------------------------------------------------------------ benign data

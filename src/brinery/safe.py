@@ -2141,7 +2141,6 @@ if _CUnpickler is not None:
             self._session = self._session_class(policy, limits)
             if persistent_load is not None:
                 self.persistent_load = persistent_load
-            self._start = 0             # in memory: where the next load is
             self._capped = False
             self._safe_setup(self._session, limits, self.find_class, _limit)
 
@@ -2173,12 +2172,12 @@ if _CUnpickler is not None:
             if find == _CSafeUnpickler.find_class.__get__(self):
                 find = None
             data = None
-            base = self._start
             if self._view is not None:
-                cap = base + self._limits.max_input_bytes
+                # (Like the pure one, each load from memory reads the
+                # bytes from the start.)
+                cap = self._limits.max_input_bytes
                 self._capped = len(self._view) > cap
-                data = self._view[base:cap] if base or self._capped \
-                    else self._view
+                data = self._view[:cap] if self._capped else self._view
             else:
                 self._capped_file.got = 0
                 self._capped_file.hit_cap = False
@@ -2189,14 +2188,12 @@ if _CUnpickler is not None:
                 input_cut = self._capped or (
                     self._capped_file is not None and
                     self._capped_file.hit_cap)
-                new = _safe_error(exc, base + offset, ops <= 1 and
+                new = _safe_error(exc, offset, ops <= 1 and
                                   offset == 0 and isinstance(exc, EOFError),
                                   input_cut)
                 if new is exc:
                     raise
                 raise new from exc
-            if self._view is not None:
-                self._start = base + self._safe_info()[2]
             return result
 
     _CSafeUnpickler.__name__ = _CSafeUnpickler.__qualname__ = \

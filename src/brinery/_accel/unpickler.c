@@ -2978,10 +2978,15 @@ unpickler_safe_load(UnpicklerObject *self, PyObject *const *args,
     Py_XSETREF(m->find_class, args[0] == Py_None ? NULL : Py_NewRef(args[0]));
     Py_XSETREF(m->persistent_load,
                args[1] == Py_None ? NULL : Py_NewRef(args[1]));
-    safe_begin_load(m);
+    if (safe_begin_load(m) < 0) {
+        return NULL;
+    }
     self->running = 1;
     PyObject *result = machine_load(m);
     self->running = 0;
+    if (safe_finish_load(m) < 0) {
+        Py_CLEAR(result);
+    }
     Py_CLEAR(m->find_class);
     Py_CLEAR(m->persistent_load);
     return result;

@@ -453,10 +453,13 @@ safe_traverse(machine *m, visitproc visit, void *arg)
     return 0;
 }
 
-void
+int
 safe_begin_load(machine *m)
 {
     safe_state *s = m->safe;
+    if (sync_in(s) < 0) {
+        return -1;
+    }
     s->ops = 0;
     s->high = 0;
     s->prev_op = -1;
@@ -464,6 +467,21 @@ safe_begin_load(machine *m)
     s->prev_nmarks = 0;
     s->error_offset = 0;
     set_consumed(s, s->consumed_before);
+    return 0;
+}
+
+int
+safe_finish_load(machine *m)
+{
+    PyObject *exc = inbuf_take_exception();
+    int rc = sync_out(m->safe);
+    if (exc != NULL) {
+        if (rc < 0) {
+            PyErr_Clear();
+        }
+        inbuf_restore_exception(exc);
+    }
+    return rc;
 }
 
 void

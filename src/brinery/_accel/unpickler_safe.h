@@ -24,7 +24,9 @@ void safe_free(machine *m);
 int safe_traverse(machine *m, visitproc visit, void *arg);
 
 /* Around one load. */
-void safe_begin_load(machine *m);
+int safe_begin_load(machine *m);
+/* After it (success or not): the Session gets the final counters. */
+int safe_finish_load(machine *m);
 void safe_end_load(machine *m, Py_ssize_t stop_offset);
 /* (offset of the failing opcode, opcodes run) of the last load. */
 PyObject *safe_info(machine *m);

@@ -1,0 +1,69 @@
+"""The safe loader's implementations, for tests that run on each.
+
+`SAFE_IMPLS` holds brinery.safe's pure `_PySafeUnpickler` always and
+`_CSafeUnpickler` when the C accelerator is active. `use_safe_impl`
+makes one of them the module's SafeUnpickler for a test (so
+``safe.loads``/``safe.load`` and subclasses of the test module's
+``SafeUnpickler`` use it).
+"""
+
+import re
+
+import pytest
+
+import brinery
+from brinery import UnpicklingError, safe
+
+SAFE_IMPLS = [pytest.param(safe._PySafeUnpickler, id="safe-python")]
+if safe._CSafeUnpickler is not None:
+    SAFE_IMPLS.append(pytest.param(safe._CSafeUnpickler, id="safe-c"))
+
+
+def use_safe_impl(monkeypatch, impl, *modules):
+    monkeypatch.setattr(safe, "SafeUnpickler", impl)
+    for module in modules:
+        if hasattr(module, "SafeUnpickler"):
+            monkeypatch.setattr(module, "SafeUnpickler", impl)
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def fingerprint(value):
+    """The value as comparable data: its pickle (brinery's, which has no
+    recursion limit), else its repr without addresses."""
+    try:
+        return brinery.dumps(value, 4)
+    except Exception:
+        try:
+            return _ADDRESS.sub("", repr(value))
+        except RecursionError:
+            return "<too deep to repr>"
+
+
+def outcome(impl, data, **kwargs):
+    """What loading data from memory with impl gives: the value's type and
+    repr (without addresses) with the memory model's totals, or the
+    error's type, limit, what and offset."""
+    try:
+        unpickler = impl._for_bytes(data, **kwargs)
+        value = unpickler.load()
+    except UnpicklingError as exc:
+        return (type(exc).__name__, getattr(exc, "limit", None),
+                getattr(exc, "what", None), exc.offset)
+    session = unpickler.session
+    return ("ok", type(value).__name__, fingerprint(value),
+            session.memory, session.str_bytes, session.work)
+
+
+def file_outcome(impl, stream, **kwargs):
+    """outcome() for a load from a file object."""
+    try:
+        unpickler = impl(stream, **kwargs)
+        value = unpickler.load()
+    except UnpicklingError as exc:
+        return (type(exc).__name__, getattr(exc, "limit", None),
+                getattr(exc, "what", None), exc.offset)
+    session = unpickler.session
+    return ("ok", type(value).__name__, fingerprint(value),
+            session.memory, session.str_bytes, session.work)

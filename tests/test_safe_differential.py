@@ -1,0 +1,142 @@
+"""The pure and the C safe loaders give the same outcome for every input.
+
+brinery.safe promises one behaviour in both implementations: the same
+value (and the same charges to the memory model), or the same error type
+with the same ``limit``/``what`` and ``offset``. Checked on every case of
+the malicious corpus (from memory and from a file), on benign data, on
+tight limits that make each limit trip, and on fuzzed inputs (the
+strategies of test_fuzz).
+"""
+
+import io
+import os
+import pickle
+import sys
+
+import pytest
+from hypothesis import given, strategies as st
+
+from brinery import safe
+from brinery.safe import Limits
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "malicious"))
+import cases as corpus  # noqa: E402
+from safe_impls import file_outcome, outcome  # noqa: E402
+from test_fuzz import FUZZ, SEEDS, mutated, opcode_stream  # noqa: E402
+
+pytestmark = pytest.mark.skipif(
+    safe._CSafeUnpickler is None, reason="the C accelerator is not active")
+
+PY = safe._PySafeUnpickler
+C = safe._CSafeUnpickler
+
+
+def _kwargs(case, kw):
+    kw = dict(kw)
+    kw.pop("_shared", None)
+    kw.update(case.get("load_kwargs", {}))
+    return kw
+
+
+@pytest.mark.parametrize("case", corpus.cases(corpus.available))
+def test_corpus_same_outcome(case, tmp_path):
+    data = corpus.data(case)
+    results = []
+    for impl in (PY, C):
+        with corpus.payload_marker(tmp_path) as ran, \
+                corpus.setup(case) as kw:
+            kw = _kwargs(case, kw)
+            in_memory = outcome(impl, data, **kw)
+            if "buffers" in kw:
+                kw["buffers"] = [bytearray(b"ab")]
+            from_file = file_outcome(impl, io.BytesIO(data), **kw)
+            results.append((in_memory, from_file))
+            assert ran() == [] or case["expect"] == "ok"
+            corpus.effect_present(case)
+    assert results[0] == results[1]
+
+
+BENIGN = [
+    None, True, False, 0, 1, -1, 255, 256, 257, -5, -6, 65535, 65536,
+    2 ** 31, -2 ** 31, 2 ** 64, -2 ** 200, 0.0, -1.5, float("inf"), "",
+    "a", "\u20ac" * 300, b"", b"x" * 300, bytearray(b"ab"), (), (1,),
+    (1, 2), (1, 2, 3), tuple(range(40)), [], list(range(2000)), {},
+    {str(i): i for i in range(100)}, {(i, (i,)): i for i in range(40)},
+    set(range(50)), frozenset("abc"), 1 + 2j, range(1, 9, 2),
+    [[[[[]]]]] * 3,
+]
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_benign_same_outcome_and_charges(protocol):
+    data = pickle.dumps(BENIGN, protocol)
+    py = outcome(PY, data)
+    assert py[0] == "ok"
+    assert outcome(C, data) == py
+    assert file_outcome(C, io.BytesIO(data)) == \
+        file_outcome(PY, io.BytesIO(data))
+
+
+# Each limit tight enough to trip on the benign pickle somewhere.
+TIGHT = [
+    dict(max_input_bytes=100), dict(max_opcodes=50),
+    dict(max_stack_depth=10), dict(max_mark_depth=2),
+    dict(max_memo_entries=5), dict(max_container_len=30),
+    dict(max_str_bytes=200), dict(max_int_digits=3),
+    dict(max_int_bytes=4), dict(max_key_depth=1),
+    dict(memory_per_input_byte=1, memory_allowance=2000),
+    dict(memory_allowance=0), dict(work_allowance=0, work_per_input_byte=0),
+]
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+@pytest.mark.parametrize("tight", TIGHT, ids=lambda t: ",".join(t))
+def test_tight_limits_same_outcome(tight, protocol):
+    data = pickle.dumps(BENIGN, protocol)
+    limits = Limits(**tight)
+    py = outcome(PY, data, limits=limits)
+    assert outcome(C, data, limits=limits) == py
+    assert file_outcome(C, io.BytesIO(data), limits=limits) == \
+        file_outcome(PY, io.BytesIO(data), limits=limits)
+
+
+def test_several_pickles_from_one_file():
+    """The memo, the registries and the budget's input count carry over
+    from one load to the next; offsets count from each pickle's start."""
+    data = pickle.dumps([1], 0) + pickle.dumps({2: "x"}, 2) + \
+        pickle.dumps(eval, 2)
+    results = []
+    for impl in (PY, C):
+        unpickler = impl(io.BytesIO(data))
+        got = [unpickler.load(), unpickler.load()]
+        with pytest.raises(safe.UnsafePickleError) as info:
+            unpickler.load()
+        results.append((got, info.value.offset, info.value.what,
+                        unpickler.session.memory))
+    assert results[0] == results[1]
+
+
+def _same(data):
+    assert outcome(C, data) == outcome(PY, data)
+    assert file_outcome(C, io.BytesIO(data)) == \
+        file_outcome(PY, io.BytesIO(data))
+
+
+@FUZZ
+@given(mutated())
+def test_fuzz_mutated_same_outcome(data):
+    _same(data)
+
+
+@FUZZ
+@given(opcode_stream())
+def test_fuzz_opcode_streams_same_outcome(data):
+    _same(data)
+
+
+@FUZZ
+@given(st.sampled_from(SEEDS), st.sampled_from(TIGHT))
+def test_fuzz_seeds_tight_limits_same_outcome(data, tight):
+    limits = Limits(**tight)
+    assert outcome(C, data, limits=limits) == outcome(PY, data,
+                                                      limits=limits)
