@@ -7,6 +7,7 @@ makes one of them the module's SafeUnpickler for a test (so
 ``SafeUnpickler`` use it).
 """
 
+import io
 import re
 
 import pytest
@@ -67,3 +68,22 @@ def file_outcome(impl, stream, **kwargs):
     session = unpickler.session
     return ("ok", type(value).__name__, fingerprint(value),
             session.memory, session.str_bytes, session.work)
+
+
+class Unseekable(io.RawIOBase):
+    """A pipe-like stream delivering at most 7 bytes per read: the
+    unpicklers read it exactly as needed."""
+
+    def __init__(self, data):
+        self._data = io.BytesIO(data)
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        chunk = self._data.read(min(len(buffer), 7))
+        buffer[:len(chunk)] = chunk
+        return len(chunk)
+
+    def readline(self, size=-1):
+        return self._data.readline(size)

@@ -21,7 +21,7 @@ from brinery.safe import Limits
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "malicious"))
 import cases as corpus  # noqa: E402
-from safe_impls import file_outcome, outcome  # noqa: E402
+from safe_impls import Unseekable, file_outcome, outcome  # noqa: E402
 from test_fuzz import FUZZ, SEEDS, mutated, opcode_stream  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
@@ -75,6 +75,8 @@ def test_benign_same_outcome_and_charges(protocol):
     assert outcome(C, data) == py
     assert file_outcome(C, io.BytesIO(data)) == \
         file_outcome(PY, io.BytesIO(data))
+    assert file_outcome(C, io.BufferedReader(Unseekable(data))) == \
+        file_outcome(PY, io.BufferedReader(Unseekable(data)))
 
 
 # Each limit tight enough to trip on the benign pickle somewhere.
@@ -98,6 +100,9 @@ def test_tight_limits_same_outcome(tight, protocol):
     assert outcome(C, data, limits=limits) == py
     assert file_outcome(C, io.BytesIO(data), limits=limits) == \
         file_outcome(PY, io.BytesIO(data), limits=limits)
+    assert file_outcome(C, io.BufferedReader(Unseekable(data)),
+                        limits=limits) == \
+        file_outcome(PY, io.BufferedReader(Unseekable(data)), limits=limits)
 
 
 def test_several_pickles_from_one_file():
@@ -120,6 +125,8 @@ def _same(data):
     assert outcome(C, data) == outcome(PY, data)
     assert file_outcome(C, io.BytesIO(data)) == \
         file_outcome(PY, io.BytesIO(data))
+    assert file_outcome(C, io.BufferedReader(Unseekable(data))) == \
+        file_outcome(PY, io.BufferedReader(Unseekable(data)))
 
 
 @FUZZ

@@ -42,13 +42,35 @@ what its code does.
 Design: one machine, two halves
 ===============================
 
-`SafeUnpickler` is the pure Unpickler with its own checked loop. It does
-the byte-level work (parsing with the Unpickler's own handlers, limits,
-the memory model) and hands every operation that can reach code to a
-`Session`, a plain Python object holding the policy decisions and the
-per-unpickler registries. `brinery.scan` runs the same loop with a
-session that returns placeholders instead of importing or calling, so the
-scanner and the loader read the same bytes the same way.
+The unpickler does the byte-level work (parsing, limits, the memory
+model) and hands every operation that can reach code to a `Session`, a
+plain Python object holding the policy decisions and the per-unpickler
+registries. There are two unpicklers, with the same outcomes (value and
+charges, or error type, ``limit``/``what`` and ``offset``; the
+differential test tests/test_safe_differential.py holds them to it):
+
+- `_PySafeUnpickler`, the pure Unpickler with its own checked loop
+  (the reference). `brinery.scan` runs the same loop with a session that
+  returns placeholders instead of importing or calling, so the scanner
+  and the loader read the same bytes the same way; the scanner always
+  uses this one.
+- `_CSafeUnpickler`, the C Unpickler (``brinery._accel``) in safe mode:
+  a subclass of it whose ``load()`` runs the C machine with the checks of
+  the section below (src/brinery/_accel/unpickler_safe.c) and converts
+  errors as the pure one does. None when the C implementation is not
+  active.
+
+``SafeUnpickler`` is `_CSafeUnpickler` when ``brinery.IMPLEMENTATION``
+is "c" and `_PySafeUnpickler` otherwise (``BRINERY_PURE_PYTHON=1``);
+``loads``/``load`` use it unless given ``impl=`` (either class, or a
+subclass). Both may be subclassed to override ``find_class`` (only what
+the session resolved can be called) and ``persistent_load``; both have
+``session``, ``memo`` and ``load()`` for several pickles from one file.
+
+The budget is compared with the input consumed by the current opcode
+(before it, after its payload for str/bytes/int/float opcodes); the pure
+loop refreshes it lazily but checks any apparent overrun against the
+current value, so when it is refreshed never changes an outcome.
 
 What the C unpickler must enforce in safe mode
 ==============================================
@@ -1813,9 +1835,6 @@ class _PySafeUnpickler(Unpickler):
                     session.budget = budget = \
                         mem_factor * session.consumed + mem_allow
                     self._charge_leaf(op)
-                data = self._data
-                end = self._end
-                base = self._base
                 stack = self.stack
                 append = stack.append
                 memo = self.memo
@@ -1832,6 +1851,11 @@ class _PySafeUnpickler(Unpickler):
                     marks = len(metastack)
                 if len(stack) + below > high:
                     high = self._deeper(len(stack) + below, high)
+                # The handler may have moved the window: until here, a
+                # failure is reported at this opcode's offset in the old one.
+                data = self._data
+                end = self._end
+                base = self._base
         except _Stop as stop:
             self._consumed_before = self._base + stop.args[0] - first
             return stop.args[0]
@@ -2215,7 +2239,9 @@ SafeUnpickler = _choose()
 def loads(data, /, *, allow=(), preset=(), policy=None, limits=None,
           persistent_load=None, fix_imports=True, encoding="ASCII",
           errors="strict", buffers=None, impl=None):
-    """Load a pickle from bytes under the safe policy and limits."""
+    """Load a pickle from bytes under the safe policy and limits.
+    impl: the unpickler class (default SafeUnpickler, see the module
+    docstring)."""
     if isinstance(data, str):
         raise TypeError("Can't load pickle from unicode string")
     return (impl or SafeUnpickler)._for_bytes(
@@ -2229,7 +2255,7 @@ def load(file, *, allow=(), preset=(), policy=None, limits=None,
          errors="strict", buffers=None, impl=None):
     """Load one pickle from a binary file under the safe policy and
     limits. The file is left right after the pickle's STOP when it is
-    seekable."""
+    seekable. impl: the unpickler class (default SafeUnpickler)."""
     return (impl or SafeUnpickler)(
         file, allow=allow, preset=preset, policy=policy, limits=limits,
         persistent_load=persistent_load, fix_imports=fix_imports,

@@ -333,9 +333,18 @@ check_keys(machine *m, Py_ssize_t from, Py_ssize_t step, Py_ssize_t size)
     return 0;
 }
 
+/* sys.getsizeof(obj): CPython's own function where it is exported
+ * (3.11, 3.12), else through sys. */
 static long long
 getsizeof(safe_state *s, PyObject *obj)
 {
+#if PY_VERSION_HEX < 0x030D0000
+    size_t size = _PySys_GetSizeOf(obj);
+    if (size == (size_t)-1) {
+        return -1;
+    }
+    return (long long)size;
+#endif
     PyObject *res = PyObject_CallOneArg(s->getsizeof, obj);
     if (res == NULL) {
         return -1;
