@@ -42,12 +42,9 @@ def fingerprint(value):
             return "<too deep to repr>"
 
 
-def outcome(impl, data, **kwargs):
-    """What loading data from memory with impl gives: the value's type and
-    repr (without addresses) with the memory model's totals, or the
-    error's type, limit, what and offset."""
+def _outcome(make):
     try:
-        unpickler = impl._for_bytes(data, **kwargs)
+        unpickler = make()
         value = unpickler.load()
     except UnpicklingError as exc:
         return (type(exc).__name__, getattr(exc, "limit", None),
@@ -55,19 +52,18 @@ def outcome(impl, data, **kwargs):
     session = unpickler.session
     return ("ok", type(value).__name__, fingerprint(value),
             session.memory, session.str_bytes, session.work)
+
+
+def outcome(impl, data, **kwargs):
+    """What loading data from memory with impl gives: the value's type and
+    fingerprint with the memory model's totals, or the error's type,
+    limit, what and offset."""
+    return _outcome(lambda: impl._for_bytes(data, **kwargs))
 
 
 def file_outcome(impl, stream, **kwargs):
     """outcome() for a load from a file object."""
-    try:
-        unpickler = impl(stream, **kwargs)
-        value = unpickler.load()
-    except UnpicklingError as exc:
-        return (type(exc).__name__, getattr(exc, "limit", None),
-                getattr(exc, "what", None), exc.offset)
-    session = unpickler.session
-    return ("ok", type(value).__name__, fingerprint(value),
-            session.memory, session.str_bytes, session.work)
+    return _outcome(lambda: impl(stream, **kwargs))
 
 
 class Unseekable(io.RawIOBase):

@@ -111,6 +111,12 @@ stack_error(machine *m)
     return -1;
 }
 
+int
+machine_stack_error(machine *m)
+{
+    return stack_error(m);
+}
+
 static int
 invalid_opcode(machine *m, int op)
 {
@@ -255,7 +261,7 @@ pop_mark(machine *m)
 }
 
 /* Release the stack items from height `height` up. */
-static void
+void
 stack_drop_to(machine *m, Py_ssize_t height)
 {
     while (m->len > height) {

@@ -101,6 +101,14 @@ typedef struct {
     Py_ssize_t marks_inline[MACHINE_INLINE_MARKS];
 } machine;
 
+/* ------------------------------------------ unpickler.c, for its parts */
+
+/* Raise "unpickling stack underflow" (or "unexpected MARK found" with a
+ * MARK open); returns -1. */
+int machine_stack_error(machine *m);
+/* Release the stack items from height `height` up. */
+void stack_drop_to(machine *m, Py_ssize_t height);
+
 /* ------------------------------------------------- unpickler_text.c */
 
 PyObject *text_parse_int(PyObject *error, const char *line, Py_ssize_t len);

@@ -118,10 +118,11 @@ set_ll_attr(safe_state *s, int which, long long value)
     return rc;
 }
 
+/* obj.<name> as a long long, saturated at LLONG_MAX. */
 static int
-get_ll_attr(safe_state *s, int which, long long *out)
+get_ll(PyObject *obj, PyObject *name, long long *out)
 {
-    PyObject *v = PyObject_GetAttr(s->session, s->names[which]);
+    PyObject *v = PyObject_GetAttr(obj, name);
     if (v == NULL) {
         return -1;
     }
@@ -133,6 +134,12 @@ get_ll_attr(safe_state *s, int which, long long *out)
     }
     *out = overflow > 0 ? LLONG_MAX : x;
     return 0;
+}
+
+static int
+get_ll_attr(safe_state *s, int which, long long *out)
+{
+    return get_ll(s->session, s->names[which], out);
 }
 
 /* Before a Session call: give it our counters. */
@@ -208,56 +215,41 @@ limit_error(safe_state *s, const char *limit, PyObject *message)
     return -1;
 }
 
-/* Add n to the memory model; over budget, the Session raises. */
+/* A counter went over its limit: session.<method>(0) raises the error
+ * the pure loader raises (returns -1), or lets it pass (0). */
 static int
-charge(safe_state *s, long long n)
+over_limit(safe_state *s, int method)
 {
-    s->memory = sat_add(s->memory, n);
-    if (s->memory <= s->budget) {
-        return 0;
-    }
     PyObject *zero = PyLong_FromLong(0);
     if (zero == NULL) {
         return -1;
     }
-    PyObject *res = session_call(s, A_CHARGE, &zero, 1);
+    PyObject *res = session_call(s, method, &zero, 1);
     Py_DECREF(zero);
     if (res == NULL) {
         return -1;
     }
     Py_DECREF(res);
     return 0;
+}
+
+/* Add n to the memory model; over budget, the Session raises. */
+static int
+charge(safe_state *s, long long n)
+{
+    s->memory = sat_add(s->memory, n);
+    return s->memory <= s->budget ? 0 : over_limit(s, A_CHARGE);
 }
 
 static int
 count_str_bytes(safe_state *s, long long n)
 {
     s->str_bytes = sat_add(s->str_bytes, n);
-    if (s->str_bytes <= s->limit[L_MAX_STR_BYTES]) {
-        return 0;
-    }
-    PyObject *zero = PyLong_FromLong(0);
-    if (zero == NULL) {
-        return -1;
-    }
-    PyObject *res = session_call(s, A_COUNT_STR_BYTES, &zero, 1);
-    Py_DECREF(zero);
-    if (res == NULL) {
-        return -1;
-    }
-    Py_DECREF(res);
-    return 0;
+    return s->str_bytes <= s->limit[L_MAX_STR_BYTES]
+           ? 0 : over_limit(s, A_COUNT_STR_BYTES);
 }
 
-static int
-stack_error(machine *m)
-{
-    PyErr_SetString(m->st->UnpicklingError,
-                    m->nmarks > 0 ? "unexpected MARK found"
-                                  : "unpickling stack underflow");
-    return -1;
-}
-
+/* (unpickler.c's pop_mark is inlined in its loop) */
 static Py_ssize_t
 pop_mark(machine *m)
 {
@@ -385,17 +377,12 @@ safe_setup(machine *m, PyObject *session, PyObject *limits,
         return -1;
     }
     for (int i = 0; i < L_COUNT; i++) {
-        PyObject *v = PyObject_GetAttrString(limits, limit_names[i]);
-        if (v == NULL) {
+        PyObject *name = PyUnicode_FromString(limit_names[i]);
+        int rc = name == NULL ? -1 : get_ll(limits, name, &s->limit[i]);
+        Py_XDECREF(name);
+        if (rc < 0) {
             return -1;
         }
-        int overflow;
-        long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
-        Py_DECREF(v);
-        if (x == -1 && PyErr_Occurred()) {
-            return -1;
-        }
-        s->limit[i] = overflow > 0 ? LLONG_MAX : x;
     }
     PyObject *safe_module = PyImport_ImportModule("brinery.safe");
     PyObject *costs = safe_module == NULL ? NULL
@@ -405,14 +392,13 @@ safe_setup(machine *m, PyObject *session, PyObject *limits,
         return -1;
     }
     for (int i = 0; i < C_COUNT; i++) {
-        PyObject *v = PyObject_GetItem(costs, PyUnicode_InternFromString(
-            cost_names[i]));
-        if (v == NULL) {
+        PyObject *v = PyMapping_GetItemString(costs, cost_names[i]);
+        s->cost[i] = v == NULL ? -1 : PyLong_AsLongLong(v);
+        Py_XDECREF(v);
+        if (s->cost[i] == -1 && PyErr_Occurred()) {
             Py_DECREF(costs);
             return -1;
         }
-        s->cost[i] = PyLong_AsLongLong(v);
-        Py_DECREF(v);
     }
     Py_DECREF(costs);
     PyObject *sys = PyImport_ImportModule("sys");
@@ -693,7 +679,7 @@ static int
 memo_put(machine *m, Py_ssize_t idx)
 {
     if (m->len <= m->fence) {
-        return stack_error(m);
+        return machine_stack_error(m);
     }
     if (memo_reserve(m, idx) < 0) {
         return -1;
@@ -819,25 +805,16 @@ add_items(machine *m, PyObject *target, const char *opname, int kind,
     return 0;
 }
 
-static void
-drop_to(machine *m, Py_ssize_t height)
-{
-    while (m->len > height) {
-        PyObject *obj = m->stack[--m->len];
-        Py_DECREF(obj);
-    }
-}
-
 /* APPEND, SETITEM: the pure handlers' order of checks. */
 static int
 op_item(machine *m, const char *opname, int kind, Py_ssize_t nitems)
 {
     if (m->len - m->fence < nitems + 1) {
-        return stack_error(m);
+        return machine_stack_error(m);
     }
     Py_ssize_t from = m->len - nitems;
     int rc = add_items(m, m->stack[from - 1], opname, kind, from);
-    drop_to(m, from);
+    stack_drop_to(m, from);
     return rc;
 }
 
@@ -851,7 +828,7 @@ op_items(machine *m, const char *opname, int kind)
     }
     int rc = 0;
     if (mark <= m->fence) {
-        rc = stack_error(m);
+        rc = machine_stack_error(m);
     }
     else if (m->len > mark) {
         if (kind == 's' && (m->len - mark) % 2) {
@@ -863,7 +840,7 @@ op_items(machine *m, const char *opname, int kind)
             rc = add_items(m, m->stack[mark - 1], opname, kind, mark);
         }
     }
-    drop_to(m, mark);
+    stack_drop_to(m, mark);
     return rc;
 }
 
