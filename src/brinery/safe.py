@@ -2187,7 +2187,11 @@ if _CUnpickler is not None:
                                          self._fix_imports)
 
         def load(self):
-            session = self._session
+            session = getattr(self, "_session", None)
+            if session is None:
+                raise UnpicklingError(
+                    f"Unpickler.__init__() was not called by "
+                    f"{type(self).__name__}.__init__()")
             # Overridden (by a subclass or on the instance) or not.
             pers = self.persistent_load
             if pers != _CUnpickler.persistent_load.__get__(self):
