@@ -147,3 +147,15 @@ def test_fuzz_seeds_tight_limits_same_outcome(data, tight):
     limits = Limits(**tight)
     assert outcome(C, data, limits=limits) == outcome(PY, data,
                                                       limits=limits)
+
+
+@pytest.mark.parametrize("data", [
+    b"\x80\x02c_thread\nLockType\n)\x81.",               # NEWOBJ
+    b"\x80\x04c_thread\nLockType\n)}\x92.",              # NEWOBJ_EX
+], ids=["NEWOBJ", "NEWOBJ_EX"])
+def test_newobj_of_a_class_without_new(data):
+    """A class that cannot be instantiated (no tp_new) is refused by the
+    unpickler before the session is asked, in both."""
+    py = outcome(PY, data, allow=["_thread.LockType"])
+    assert py[0] == "UnpicklingError"
+    assert outcome(C, data, allow=["_thread.LockType"]) == py

@@ -1002,6 +1002,16 @@ safe_reduce(machine *m, PyObject *func, PyObject *args)
 PyObject *
 safe_newobj(machine *m, PyObject *cls, PyObject *args, PyObject *kwargs)
 {
+    if (PyType_Check(cls)
+        && PyType_HasFeature((PyTypeObject *)cls,
+                             Py_TPFLAGS_DISALLOW_INSTANTIATION)) {
+        /* The pure loader's check (the C handler leaves it to __new__). */
+        PyErr_Format(m->st->UnpicklingError,
+                     "%s class argument '%.200s' doesn't have __new__",
+                     kwargs == NULL ? "NEWOBJ" : "NEWOBJ_EX",
+                     _PyType_Name(Py_TYPE(cls)));
+        return NULL;
+    }
     PyObject *kw = kwargs != NULL ? Py_NewRef(kwargs) : PyDict_New();
     if (kw == NULL) {
         return NULL;
