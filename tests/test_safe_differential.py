@@ -159,3 +159,39 @@ def test_newobj_of_a_class_without_new(data):
     py = outcome(PY, data, allow=["_thread.LockType"])
     assert py[0] == "UnpicklingError"
     assert outcome(C, data, allow=["_thread.LockType"]) == py
+
+
+# Hand-made streams for the paths fuzzing reaches rarely: text memo
+# arguments, MEMOIZE after a gap, item opcodes and BUILD on what a load
+# may not touch, deep MARKs and long numeric lines.
+HAND_MADE = [
+    b"I1\np99999999999\n.", b"I1\np-1\n.", b"I1\np1\np0\ng1\n.",
+    b"I1\np\n.", b"p1\n.", b"I" + b"1" * 5000 + b"\n.",
+    b"L" + b"1" * 5000 + b"L\n.", b"F" + b"1" * 5000 + b"\n.",
+    b"g" + b"1" * 5000 + b"\n.", b"\x80\x02K\x01\x94\x94.",
+    b"\x80\x02K\x01q\x05\x94h\x06.", b"\x80\x02K\x01r\x00\x00\x00\x01.",
+    b"(" * 30 + b".", b"\x80\x02cbuiltins\nset\n(K\x01e.",
+    b"\x80\x02cbuiltins\nset\nK\x01a.", b"\x80\x02)K\x01K\x02s.",
+    b"\x80\x02](K\x01K\x02u.", b"\x80\x02](K\x01\x90.", b"\x80\x02]}b.",
+    b"\x80\x02cbuiltins\nset\n}b.", b"\x80\x02}(K\x01K\x02K\x03u.",
+    b"\x80\x02}(]K\x01u.", b"\x80\x04\x8f(]\x90.", b"\x80\x02(]t.",
+    b"\x80\x02(]K\x01d.", b"\x80\x02K\x01K\x02\x86\x85\x85.",
+    b"\x80\x02\x8a\x09" + b"\xff" * 9 + b".", b"\x80\x05\x97.",
+    b"\x80\x05\x98.", b"\x80\x02\x82\x01.", b"\x80\x02P.", b"Pabc\n.",
+    b"\x80\x02N\x81.", b"\x80\x02cbuiltins\nbytearray\nK\x05\x85R.",
+    b"(cbuiltins\nset\no.", b"(ibuiltins\nset\n.", b"(ibuiltins\neval\n.",
+]
+
+
+@pytest.mark.parametrize("data", HAND_MADE, ids=repr)
+@pytest.mark.parametrize("tight", [{}, dict(max_mark_depth=5),
+                                   dict(max_memo_entries=3),
+                                   dict(max_container_len=1)],
+                         ids=lambda t: ",".join(t) or "default")
+def test_hand_made_same_outcome(data, tight):
+    limits = Limits(**tight)
+    assert outcome(C, data, limits=limits) == outcome(PY, data,
+                                                      limits=limits)
+    assert file_outcome(C, io.BufferedReader(Unseekable(data)),
+                        limits=limits) == \
+        file_outcome(PY, io.BufferedReader(Unseekable(data)), limits=limits)
