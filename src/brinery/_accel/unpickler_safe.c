@@ -709,9 +709,17 @@ check_put(machine *m)
         int overflow;
         long long v = PyLong_AsLongLongAndOverflow(as_int, &overflow);
         Py_DECREF(as_int);
-        if (overflow || v > PY_SSIZE_T_MAX || v < 0) {
-            PyErr_Clear();
-            return 0;
+        if (v == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        if (overflow > 0 || v > PY_SSIZE_T_MAX) {
+            /* The pure loader's (and CPython's) error. */
+            PyErr_SetString(PyExc_OverflowError,
+                            "Python int too large to convert to C ssize_t");
+            return -1;
+        }
+        if (overflow < 0 || v < 0) {
+            return 0;               /* the handler raises */
         }
         idx = (Py_ssize_t)v;
     }
