@@ -3,7 +3,9 @@
 Each input goes through tests/test_fuzz.py's ``check``: the safe loader
 (from bytes and from a file) returns or raises an UnpicklingError, never
 anything else; it stays within 16 * input + 64 MiB and returns in time; the
-scanner's verdict agrees with the loader. A failure aborts with the input
+scanner's verdict agrees with the loader. With the C accelerator, the pure
+and the C safe loaders must also give the same outcome (value and charges,
+or error, limit/what and offset). A failure aborts with the input
 saved by libFuzzer (crash-<sha1>), to be added to tests/malicious.
 
     pip install atheris
@@ -27,6 +29,10 @@ with atheris.instrument_imports(include=["brinery"]):
     import brinery.scan   # noqa: F401
 
 from test_fuzz import SEEDS, check  # noqa: E402
+from safe_impls import outcome  # noqa: E402
+
+PURE = brinery.safe._PySafeUnpickler
+C = brinery.safe._CSafeUnpickler
 
 
 def write_seeds(directory):
@@ -45,7 +51,10 @@ def write_seeds(directory):
 
 
 def test_one_input(data):
-    check(bytes(data))
+    data = bytes(data)
+    check(data)
+    if C is not None:
+        assert outcome(C, data) == outcome(PURE, data)
 
 
 def main():

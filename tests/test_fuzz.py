@@ -28,6 +28,7 @@ import io
 import os
 import pickle
 import signal
+import sys
 import tracemalloc
 
 import pytest
@@ -39,12 +40,22 @@ from brinery._opcodes import (OPCODES, TAKEN_FROM_ARGUMENT1,
                               TAKEN_FROM_ARGUMENT8U, UP_TO_NEWLINE)
 from brinery.safe import PickleLimitError, UnsafePickleError
 from brinery.scan import scan
+from safe_impls import SAFE_IMPLS, use_safe_impl
 
 EXAMPLES = int(os.environ.get("BRINERY_FUZZ_EXAMPLES", "120"))
 MiB = 1 << 20
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=False,
                 suppress_health_check=[HealthCheck.too_slow,
-                                       HealthCheck.data_too_large])
+                                       HealthCheck.data_too_large,
+                                       # (safe_impl only picks the loader)
+                                       HealthCheck.function_scoped_fixture])
+
+
+@pytest.fixture(autouse=True, params=SAFE_IMPLS)
+def safe_impl(request, monkeypatch):
+    """Every test runs on each implementation of the safe loader."""
+    use_safe_impl(monkeypatch, request.param, sys.modules[__name__])
+    return request.param
 
 SEED_VALUES = [
     None, True, 1, -300, 2 ** 70, 1.5, "text", "\u20ac", b"\x00\xff",

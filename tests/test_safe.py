@@ -30,8 +30,17 @@ from brinery import UnpicklingError
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "malicious"))
 import cases as corpus  # noqa: E402
+from safe_impls import SAFE_IMPLS, use_safe_impl  # noqa: E402
+from safe_impls import Unseekable as _Unseekable  # noqa: E402
 
 MiB = 1 << 20
+
+
+@pytest.fixture(autouse=True, params=SAFE_IMPLS)
+def safe_impl(request, monkeypatch):
+    """Every test runs on each implementation of the safe loader."""
+    use_safe_impl(monkeypatch, request.param, sys.modules[__name__])
+    return request.param
 
 
 # ------------------------------------------------------------ benign data
@@ -190,24 +199,6 @@ def test_several_pickles_from_one_file():
     assert f.read() == b"rest"
     with pytest.raises(EOFError):
         safe.load(io.BytesIO(b""))
-
-
-class _Unseekable(io.RawIOBase):
-    """A pipe-like stream: read() and readline() only."""
-
-    def __init__(self, data):
-        self._data = io.BytesIO(data)
-
-    def readable(self):
-        return True
-
-    def readinto(self, buffer):
-        chunk = self._data.read(min(len(buffer), 7))
-        buffer[:len(chunk)] = chunk
-        return len(chunk)
-
-    def readline(self, size=-1):
-        return self._data.readline(size)
 
 
 def test_unseekable_file():

@@ -42,13 +42,35 @@ what its code does.
 Design: one machine, two halves
 ===============================
 
-`SafeUnpickler` is the pure Unpickler with its own checked loop. It does
-the byte-level work (parsing with the Unpickler's own handlers, limits,
-the memory model) and hands every operation that can reach code to a
-`Session`, a plain Python object holding the policy decisions and the
-per-unpickler registries. `brinery.scan` runs the same loop with a
-session that returns placeholders instead of importing or calling, so the
-scanner and the loader read the same bytes the same way.
+The unpickler does the byte-level work (parsing, limits, the memory
+model) and hands every operation that can reach code to a `Session`, a
+plain Python object holding the policy decisions and the per-unpickler
+registries. There are two unpicklers, with the same outcomes (value and
+charges, or error type, ``limit``/``what`` and ``offset``; the
+differential test tests/test_safe_differential.py holds them to it):
+
+- `_PySafeUnpickler`, the pure Unpickler with its own checked loop
+  (the reference). `brinery.scan` runs the same loop with a session that
+  returns placeholders instead of importing or calling, so the scanner
+  and the loader read the same bytes the same way; the scanner always
+  uses this one.
+- `_CSafeUnpickler`, the C Unpickler (``brinery._accel``) in safe mode:
+  a subclass of it whose ``load()`` runs the C machine with the checks of
+  the section below (src/brinery/_accel/unpickler_safe.c) and converts
+  errors as the pure one does. None when the C implementation is not
+  active.
+
+``SafeUnpickler`` is `_CSafeUnpickler` when ``brinery.IMPLEMENTATION``
+is "c" and `_PySafeUnpickler` otherwise (``BRINERY_PURE_PYTHON=1``);
+``loads``/``load`` use it unless given ``impl=`` (either class, or a
+subclass). Both may be subclassed to override ``find_class`` (only what
+the session resolved can be called) and ``persistent_load``; both have
+``session``, ``memo`` and ``load()`` for several pickles from one file.
+
+The budget is compared with the input consumed by the current opcode
+(before it, after its payload for str/bytes/int/float opcodes); the pure
+loop refreshes it lazily but checks any apparent overrun against the
+current value, so when it is refreshed never changes an outcome.
 
 What the C unpickler must enforce in safe mode
 ==============================================
@@ -161,6 +183,7 @@ and offsets. Concretely:
    " (at byte N)" at the end of its message.
 """
 
+import io as _io
 import re
 import sys
 import types
@@ -1323,6 +1346,41 @@ _LONG_OPS = (_op("LONG1"), _op("LONG4"))
 _INPUT_CAPPED = "the input was cut at max_input_bytes"
 
 
+def _safe_error(exc, offset, at_start, input_cut):
+    """The exception to raise for exc, raised at byte offset (both
+    implementations). input_cut: the input was cut at max_input_bytes."""
+    if isinstance(exc, EOFError) and not isinstance(
+            exc, UnpicklingError):
+        if input_cut:
+            new = _limit("max_input_bytes", _INPUT_CAPPED)
+        elif at_start:
+            new = EndOfInputError("Ran out of input")
+        else:
+            new = UnpicklingError("pickle data was truncated")
+    elif isinstance(exc, UnpicklingError):
+        if input_cut and type(exc) is UnpicklingError and \
+                str(exc) == "pickle data was truncated":
+            new = _limit("max_input_bytes", _INPUT_CAPPED)
+        else:
+            new = exc
+    elif isinstance(exc, MemoryError):
+        new = _limit("memory_per_input_byte", "out of memory")
+    else:
+        text = str(exc)
+        if len(text) > 200:
+            text = text[:197] + "..."
+        new = UnpicklingError(f"{type(exc).__name__}: {text}")
+    if new is not exc:
+        for note in getattr(exc, "__notes__", ()):
+            new.add_note(note)
+    if getattr(new, "offset", None) is None:
+        new.offset = offset
+        if new.args and isinstance(new.args[0], str):
+            new.args = (f"{new.args[0]} (at byte {offset})",) + \
+                new.args[1:]
+    return new
+
+
 class _CappedFile:
     """A file that never delivers more than ``cap`` bytes in total.
 
@@ -1386,8 +1444,9 @@ class _CappedFile:
         return self._file.tell()
 
 
-class SafeUnpickler(Unpickler):
-    """An Unpickler that enforces a `Policy` and `Limits`.
+class _PySafeUnpickler(Unpickler):
+    """The pure SafeUnpickler: an Unpickler that enforces a `Policy` and
+    `Limits`.
 
     ``SafeUnpickler(file, *, allow=(), preset=(), policy=None, limits=None,
     persistent_load=None, fix_imports=True, encoding="ASCII",
@@ -1535,7 +1594,7 @@ class SafeUnpickler(Unpickler):
                             memo.append(stack[-1])
                             session.memory += memo_slot
                             if session.memory > budget:
-                                session.charge(0)
+                                self._over(base + start - first)
                             continue
                     elif op == 0x8C:                   # SHORT_BINUNICODE
                         if pos < end:
@@ -1548,36 +1607,38 @@ class SafeUnpickler(Unpickler):
                                 session.count_str_bytes(len(obj))
                                 session.memory += getsizeof(obj)
                                 if session.memory > budget:
-                                    session.charge(0)
+                                    self._over(base + pos - first)
                                 if len(stack) + below > high:
                                     high = self._deeper(len(stack) + below,
-                                                        high)
+                                                        high,
+                                                        base + pos - first)
                                 continue
                     elif op == 0x86:                             # TUPLE2
                         if len(stack) >= 2:
                             stack[-2:] = [(stack[-2], stack[-1])]
                             session.memory += tuple_cost + 2 * tuple_item
                             if session.memory > budget:
-                                session.charge(0)
+                                self._over(base + start - first)
                             continue
                     elif op == 0x85:                             # TUPLE1
                         if stack:
                             stack[-1] = (stack[-1],)
                             session.memory += tuple_cost + tuple_item
                             if session.memory > budget:
-                                session.charge(0)
+                                self._over(base + start - first)
                             continue
                     elif op == 0x87:                             # TUPLE3
                         if len(stack) >= 3:
                             stack[-3:] = [(stack[-3], stack[-2], stack[-1])]
                             session.memory += tuple_cost + 3 * tuple_item
                             if session.memory > budget:
-                                session.charge(0)
+                                self._over(base + start - first)
                             continue
                     elif op == 0x88 or op == 0x89:        # NEWTRUE/FALSE
                         append(op == 0x88)
                         if len(stack) + below > high:
-                            high = self._deeper(len(stack) + below, high)
+                            high = self._deeper(len(stack) + below, high,
+                                base + start - first)
                         continue
                 elif op == 0x71 or op == 0x72:      # BINPUT, LONG_BINPUT
                     size = 1 if op == 0x71 else 4
@@ -1593,14 +1654,15 @@ class SafeUnpickler(Unpickler):
                             pos += size
                             session.memory += memo_slot
                             if session.memory > budget:
-                                session.charge(0)
+                                self._over(base + start - first)
                             continue
                 elif op == 0x4B:                                # BININT1
                     if pos < end:
                         append(data[pos])
                         pos += 1
                         if len(stack) + below > high:
-                            high = self._deeper(len(stack) + below, high)
+                            high = self._deeper(len(stack) + below, high,
+                                base + start - first)
                         continue
                 elif op == 0x68:                                 # BINGET
                     if pos < end and data[pos] < len(memo):
@@ -1610,7 +1672,8 @@ class SafeUnpickler(Unpickler):
                             pos += 1
                             if len(stack) + below > high:
                                 high = self._deeper(len(stack) + below,
-                                                    high)
+                                                    high,
+                                                    base + start - first)
                             continue
                 elif op == 0x28:                                   # MARK
                     if marks < max_marks:
@@ -1622,7 +1685,7 @@ class SafeUnpickler(Unpickler):
                         append = stack.append
                         session.memory += mark_cost
                         if session.memory > budget:
-                            session.charge(0)
+                            self._over(base + start - first)
                         continue
                 elif op == 0x65:                                # APPENDS
                     if metastack and metastack[-1]:
@@ -1632,7 +1695,7 @@ class SafeUnpickler(Unpickler):
                                 len(target) + len(stack) <= max_len:
                             session.memory += list_item * len(stack)
                             if session.memory > budget:
-                                session.charge(0)
+                                self._over(base + start - first)
                             target.extend(stack)
                             self.stack = stack = metastack.pop()
                             append = stack.append
@@ -1647,10 +1710,11 @@ class SafeUnpickler(Unpickler):
                                 id(target) not in guarded and \
                                 len(target) + n <= max_len:
                             keys = stack[::2]
+                            self._refresh(base + start - first)
                             check_keys(keys, len(target) + n)
                             session.memory += dict_item * n
                             if session.memory > budget:
-                                session.charge(0)
+                                self._over(base + start - first)
                             target.update(zip(keys, stack[1::2]))
                             self.stack = stack = metastack.pop()
                             append = stack.append
@@ -1671,7 +1735,8 @@ class SafeUnpickler(Unpickler):
                             session.count_str_bytes(len(obj))
                             session.charge(getsizeof(obj))
                             if len(stack) + below > high:
-                                high = self._deeper(len(stack) + below, high)
+                                high = self._deeper(len(stack) + below, high,
+                                    base + pos - first)
                             continue
                 elif op == 0x47:                               # BINFLOAT
                     if pos + 8 <= end:
@@ -1679,9 +1744,10 @@ class SafeUnpickler(Unpickler):
                         pos += 8
                         session.memory += _FLOAT_SIZE
                         if session.memory > budget:
-                            session.charge(0)
+                            self._over(base + pos - first)
                         if len(stack) + below > high:
-                            high = self._deeper(len(stack) + below, high)
+                            high = self._deeper(len(stack) + below, high,
+                                base + pos - first)
                         continue
                 elif op == 0x4D or op == 0x4A:          # BININT2, BININT
                     size = 2 if op == 0x4D else 4
@@ -1693,9 +1759,10 @@ class SafeUnpickler(Unpickler):
                         if not -5 <= obj <= 256:
                             session.memory += getsizeof(obj)
                             if session.memory > budget:
-                                session.charge(0)
+                                self._over(base + pos - first)
                         if len(stack) + below > high:
-                            high = self._deeper(len(stack) + below, high)
+                            high = self._deeper(len(stack) + below, high,
+                                base + pos - first)
                         continue
                 elif op == 0x61:                                 # APPEND
                     if len(stack) >= 2:
@@ -1705,7 +1772,7 @@ class SafeUnpickler(Unpickler):
                                 len(target) < max_len:
                             session.memory += list_item
                             if session.memory > budget:
-                                session.charge(0)
+                                self._over(base + start - first)
                             target.append(stack.pop())
                             continue
                 elif op == 0x73:                                # SETITEM
@@ -1716,10 +1783,11 @@ class SafeUnpickler(Unpickler):
                                 len(target) < max_len:
                             key = stack[-2]
                             if type(key) is not str:
+                                self._refresh(base + start - first)
                                 check_keys((key,), len(target) + 1)
                             session.memory += dict_item
                             if session.memory > budget:
-                                session.charge(0)
+                                self._over(base + start - first)
                             target[key] = stack[-1]
                             del stack[-2:]
                             continue
@@ -1731,15 +1799,17 @@ class SafeUnpickler(Unpickler):
                         append({})
                         session.memory += dict_cost
                     if session.memory > budget:
-                        session.charge(0)
+                        self._over(base + start - first)
                     if len(stack) + below > high:
-                        high = self._deeper(len(stack) + below, high)
+                        high = self._deeper(len(stack) + below, high,
+                            base + start - first)
                     continue
                 elif op == 0x32:                                    # DUP
                     if stack:
                         append(stack[-1])
                         if len(stack) + below > high:
-                            high = self._deeper(len(stack) + below, high)
+                            high = self._deeper(len(stack) + below, high,
+                                base + start - first)
                         continue
                 elif op == 0x30:                                    # POP
                     if stack:
@@ -1748,7 +1818,8 @@ class SafeUnpickler(Unpickler):
                 elif op == 0x29 or op == 0x4E:      # EMPTY_TUPLE, NONE
                     append(() if op == 0x29 else None)
                     if len(stack) + below > high:
-                        high = self._deeper(len(stack) + below, high)
+                        high = self._deeper(len(stack) + below, high,
+                            base + start - first)
                     continue
                 elif op == 0x2E:                                   # STOP
                     if stack:
@@ -1767,9 +1838,6 @@ class SafeUnpickler(Unpickler):
                     session.budget = budget = \
                         mem_factor * session.consumed + mem_allow
                     self._charge_leaf(op)
-                data = self._data
-                end = self._end
-                base = self._base
                 stack = self.stack
                 append = stack.append
                 memo = self.memo
@@ -1786,6 +1854,11 @@ class SafeUnpickler(Unpickler):
                     marks = len(metastack)
                 if len(stack) + below > high:
                     high = self._deeper(len(stack) + below, high)
+                # The handler may have moved the window: until here, a
+                # failure is reported at this opcode's offset in the old one.
+                data = self._data
+                end = self._end
+                base = self._base
         except _Stop as stop:
             self._consumed_before = self._base + stop.args[0] - first
             return stop.args[0]
@@ -1798,9 +1871,26 @@ class SafeUnpickler(Unpickler):
                 raise
             raise new from exc
 
-    def _deeper(self, depth, high):
+    def _refresh(self, consumed):
+        """Bring the session's consumed input and budget up to date."""
+        session = self._session
+        session.consumed = consumed
+        session.budget = self._limits.memory_per_input_byte * consumed + \
+            self._limits.memory_allowance
+
+    def _over(self, consumed):
+        """The loop's lazily refreshed budget was passed: refuse only if
+        the current budget is passed too (so the outcome never depends on
+        when the budget was last refreshed)."""
+        self._refresh(consumed)
+        self._session.charge(0)
+
+    def _deeper(self, depth, high, consumed=None):
         """The stack passed its high-water mark: check it and charge the
-        slots up to the new mark, reserved 1024 at a time."""
+        slots up to the new mark, reserved 1024 at a time. consumed: the
+        input consumed, when the session's may be stale."""
+        if consumed is not None:
+            self._refresh(consumed)
         limit = self._limits.max_stack_depth
         if depth > limit:
             raise _limit("max_stack_depth",
@@ -1814,37 +1904,7 @@ class SafeUnpickler(Unpickler):
         return self._capped or getattr(self._file, "hit_cap", False)
 
     def _safe_error(self, exc, offset, at_start):
-        """The exception to raise for exc, raised at byte offset."""
-        if isinstance(exc, EOFError) and not isinstance(
-                exc, UnpicklingError):
-            if self._input_cut:
-                new = _limit("max_input_bytes", _INPUT_CAPPED)
-            elif at_start:
-                new = EndOfInputError("Ran out of input")
-            else:
-                new = UnpicklingError("pickle data was truncated")
-        elif isinstance(exc, UnpicklingError):
-            if self._input_cut and type(exc) is UnpicklingError and \
-                    str(exc) == "pickle data was truncated":
-                new = _limit("max_input_bytes", _INPUT_CAPPED)
-            else:
-                new = exc
-        elif isinstance(exc, MemoryError):
-            new = _limit("memory_per_input_byte", "out of memory")
-        else:
-            text = str(exc)
-            if len(text) > 200:
-                text = text[:197] + "..."
-            new = UnpicklingError(f"{type(exc).__name__}: {text}")
-        if new is not exc:
-            for note in getattr(exc, "__notes__", ()):
-                new.add_note(note)
-        if getattr(new, "offset", None) is None:
-            new.offset = offset
-            if new.args and isinstance(new.args[0], str):
-                new.args = (f"{new.args[0]} (at byte {offset})",) + \
-                    new.args[1:]
-        return new
+        return _safe_error(exc, offset, at_start, self._input_cut)
 
     def _charge_leaf(self, op):
         obj = self.stack[-1]
@@ -2035,18 +2095,163 @@ def _dispatch_for(cls):
     return table
 
 
-SafeUnpickler._dispatch = _dispatch_for(SafeUnpickler)
+_PySafeUnpickler._dispatch = _dispatch_for(_PySafeUnpickler)
+
+
+# ------------------------------------------------------- the C machine
+
+def _c_unpickler():
+    """brinery._accel.Unpickler when the C implementation is active."""
+    from . import IMPLEMENTATION
+    if IMPLEMENTATION != "c":
+        return None
+    from . import _accel
+    return _accel.Unpickler
+
+
+_CUnpickler = _c_unpickler()
+_NO_INPUT = b""
+
+
+if _CUnpickler is not None:
+    class _CSafeUnpickler(_CUnpickler):
+        """SafeUnpickler on the C machine (see "What the C unpickler must
+        enforce in safe mode"): the same constructor, attributes
+        (``session``, ``memo``), overridable ``find_class`` and
+        ``persistent_load``, and the same outcomes as `_PySafeUnpickler`.
+        """
+
+        _session_class = Session
+
+        def __init__(self, file, *, allow=(), preset=(), policy=None,
+                     limits=None, persistent_load=None, fix_imports=True,
+                     encoding="ASCII", errors="strict", buffers=None):
+            limits = limits if limits is not None else DEFAULT_LIMITS
+            self._capped_file = _CappedFile(file, limits.max_input_bytes)
+            super().__init__(self._capped_file, fix_imports=fix_imports,
+                             encoding=encoding, errors=errors,
+                             buffers=buffers)
+            self._view = None
+            self._setup(_policy_for(policy, allow, preset), limits,
+                        persistent_load, fix_imports)
+
+        @classmethod
+        def _for_bytes(cls, data, fix_imports=True, encoding="ASCII",
+                       errors="strict", buffers=None, *, allow=(), preset=(),
+                       policy=None, limits=None, persistent_load=None):
+            self = cls.__new__(cls)
+            _CUnpickler.__init__(self, _io.BytesIO(_NO_INPUT),
+                                 fix_imports=fix_imports, encoding=encoding,
+                                 errors=errors, buffers=buffers)
+            self._capped_file = None
+            if type(data) is bytes:
+                self._view = data
+            else:
+                try:
+                    view = memoryview(data)
+                except TypeError:
+                    raise TypeError(
+                        f"a bytes-like object is required, not "
+                        f"'{type(data).__name__}'") from None
+                if not view.c_contiguous:
+                    _io.BytesIO().write(data)
+                    view = memoryview(view.tobytes())
+                self._view = view.cast("B")
+            self._setup(_policy_for(policy, allow, preset),
+                        limits if limits is not None else DEFAULT_LIMITS,
+                        persistent_load, fix_imports)
+            return self
+
+        def _setup(self, policy, limits, persistent_load, fix_imports):
+            self._limits = limits
+            self._fix_imports = bool(fix_imports)
+            self._session = self._session_class(policy, limits)
+            if persistent_load is not None:
+                self.persistent_load = persistent_load
+            self._capped = False
+            self._safe_setup(self._session, limits, self.find_class, _limit)
+
+        @property
+        def session(self):
+            return self._session
+
+        @property
+        def proto(self):
+            return self._proto
+
+        @property
+        def fix_imports(self):
+            return self._fix_imports
+
+        def find_class(self, module, name):
+            """Resolve a global through the policy (checked before
+            import)."""
+            return self._session.resolve(module, name, self._proto,
+                                         self._fix_imports)
+
+        def load(self):
+            session = getattr(self, "_session", None)
+            if session is None:
+                raise UnpicklingError(
+                    f"Unpickler.__init__() was not called by "
+                    f"{type(self).__name__}.__init__()")
+            # Overridden (by a subclass or on the instance) or not.
+            pers = self.persistent_load
+            if pers != _CUnpickler.persistent_load.__get__(self):
+                session.persistent_load = pers
+            find = self.find_class
+            if find == _CSafeUnpickler.find_class.__get__(self):
+                find = None
+            data = None
+            if self._view is not None:
+                # (Like the pure one, each load from memory reads the
+                # bytes from the start.)
+                cap = self._limits.max_input_bytes
+                self._capped = len(self._view) > cap
+                data = self._view[:cap] if self._capped else self._view
+            else:
+                self._capped_file.got = 0
+                self._capped_file.hit_cap = False
+            try:
+                result = self._safe_load(find, session.persistent, data)
+            except Exception as exc:
+                offset, ops, _ = self._safe_info()
+                input_cut = self._capped or (
+                    self._capped_file is not None and
+                    self._capped_file.hit_cap)
+                new = _safe_error(exc, offset, ops <= 1 and
+                                  offset == 0 and isinstance(exc, EOFError),
+                                  input_cut)
+                if new is exc:
+                    raise
+                raise new from exc
+            return result
+
+    _CSafeUnpickler.__name__ = _CSafeUnpickler.__qualname__ = \
+        "SafeUnpickler"
+else:
+    _CSafeUnpickler = None
+
+
+def _choose():
+    return _CSafeUnpickler if _CSafeUnpickler is not None else \
+        _PySafeUnpickler
+
+
+SafeUnpickler = _choose()
 
 
 # ------------------------------------------------------------------- API
 
 def loads(data, /, *, allow=(), preset=(), policy=None, limits=None,
           persistent_load=None, fix_imports=True, encoding="ASCII",
-          errors="strict", buffers=None):
-    """Load a pickle from bytes under the safe policy and limits."""
+          errors="strict", buffers=None, impl=None):
+    """Load a pickle from bytes under the safe policy and limits.
+    impl: the unpickler class (default SafeUnpickler, see the module
+    docstring)."""
     if isinstance(data, str):
         raise TypeError("Can't load pickle from unicode string")
-    return SafeUnpickler._for_bytes(
+    return (impl or SafeUnpickler)._for_bytes(
         data, fix_imports, encoding, errors, buffers, allow=allow,
         preset=preset, policy=policy, limits=limits,
         persistent_load=persistent_load).load()
@@ -2054,11 +2259,11 @@ def loads(data, /, *, allow=(), preset=(), policy=None, limits=None,
 
 def load(file, *, allow=(), preset=(), policy=None, limits=None,
          persistent_load=None, fix_imports=True, encoding="ASCII",
-         errors="strict", buffers=None):
+         errors="strict", buffers=None, impl=None):
     """Load one pickle from a binary file under the safe policy and
     limits. The file is left right after the pickle's STOP when it is
-    seekable."""
-    return SafeUnpickler(
+    seekable. impl: the unpickler class (default SafeUnpickler)."""
+    return (impl or SafeUnpickler)(
         file, allow=allow, preset=preset, policy=policy, limits=limits,
         persistent_load=persistent_load, fix_imports=fix_imports,
         encoding=encoding, errors=errors, buffers=buffers).load()

@@ -58,8 +58,9 @@ from dataclasses import dataclass, field
 from ._errors import PickleLimitError, UnpicklingError, UnsafePickleError
 from ._opcodes import OPCODE_BY_BYTE
 from ._unpickler import compat_name
-from .safe import (DEFAULT_LIMITS, FOREIGN, SafeUnpickler, Session,
-                   _describe, _NOT_TARGETS, _policy_for)
+from .safe import (DEFAULT_LIMITS, FOREIGN, Session,
+                   _describe, _NOT_TARGETS, _policy_for,
+                   _PySafeUnpickler as SafeUnpickler)
 
 __all__ = ["scan", "Report", "Part", "main", "VERDICTS"]
 

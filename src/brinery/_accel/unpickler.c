@@ -22,6 +22,7 @@
  * its per-opcode checks, so the normal path pays one predictable branch.
  */
 #include "unpickler.h"
+#include "unpickler_safe.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -110,6 +111,12 @@ stack_error(machine *m)
     return -1;
 }
 
+int
+machine_stack_error(machine *m)
+{
+    return stack_error(m);
+}
+
 static int
 invalid_opcode(machine *m, int op)
 {
@@ -165,6 +172,7 @@ machine_init(machine *m, accel_state *st)
     m->find_class = NULL;
     m->persistent_load = NULL;
     m->intern_cache = NULL;
+    m->safe = NULL;
 }
 
 static int
@@ -253,7 +261,7 @@ pop_mark(machine *m)
 }
 
 /* Release the stack items from height `height` up. */
-static void
+void
 stack_drop_to(machine *m, Py_ssize_t height)
 {
     while (m->len > height) {
@@ -349,6 +357,7 @@ machine_clear(machine *m)
     Py_CLEAR(m->buffers);
     Py_CLEAR(m->find_class);
     Py_CLEAR(m->persistent_load);
+    safe_free(m);
 }
 
 /* machine_clear for a machine on the C stack (loads, load): nothing
@@ -397,7 +406,7 @@ machine_traverse(machine *m, visitproc visit, void *arg)
     Py_VISIT(m->buffers);
     Py_VISIT(m->find_class);
     Py_VISIT(m->persistent_load);
-    return 0;
+    return safe_traverse(m, visit, arg);
 }
 
 /* --------------------------------------------------------------- input */
@@ -689,6 +698,9 @@ size_overflow(machine *m, const char *label)
 static PyObject *
 find_class(machine *m, PyObject *module_name, PyObject *name)
 {
+    if (m->safe != NULL) {
+        return safe_find_class(m, module_name, name);
+    }
     if (m->find_class != NULL) {
         PyObject *args[2] = {module_name, name};
         return PyObject_Vectorcall(m->find_class, args, 2, NULL);
@@ -974,7 +986,8 @@ op_inst(machine *m)
     if (cls == NULL) {
         goto done;
     }
-    value = instantiate(m, cls, args);
+    value = m->safe != NULL ? safe_instantiate(m, cls, args, "INST")
+                            : instantiate(m, cls, args);
 done:
     Py_DECREF(args);
     Py_XDECREF(module_name);
@@ -998,7 +1011,8 @@ op_obj(machine *m)
         return -1;
     }
     PyObject *cls = m->stack[--m->len];
-    PyObject *value = instantiate(m, cls, args);
+    PyObject *value = m->safe != NULL ? safe_instantiate(m, cls, args, "OBJ")
+                                      : instantiate(m, cls, args);
     Py_DECREF(cls);
     Py_DECREF(args);
     return value == NULL ? -1 : stack_push(m, value);
@@ -1013,6 +1027,9 @@ op_reduce(machine *m)
     }
     if (!PyTuple_Check(args)) {
         PyErr_SetString(PyExc_TypeError, "argument list must be a tuple");
+    }
+    else if (m->safe != NULL) {
+        value = safe_reduce(m, func, args);
     }
     else if (PyTuple_CheckExact(args)) {
         value = PyObject_Call(func, args, NULL);
@@ -1073,7 +1090,8 @@ op_newobj(machine *m)
     PyObject *cls = m->stack[--m->len];
     PyObject *value = NULL;
     if (check_newobj(m, "NEWOBJ", cls, args, NULL) == 0) {
-        value = new_instance(m, cls, args, NULL);
+        value = m->safe != NULL ? safe_newobj(m, cls, args, NULL)
+                                : new_instance(m, cls, args, NULL);
     }
     Py_DECREF(cls);
     Py_DECREF(args);
@@ -1091,7 +1109,8 @@ op_newobj_ex(machine *m)
     PyObject *cls = m->stack[--m->len];
     PyObject *value = NULL;
     if (check_newobj(m, "NEWOBJ_EX", cls, args, kwargs) == 0) {
-        value = new_instance(m, cls, args, kwargs);
+        value = m->safe != NULL ? safe_newobj(m, cls, args, kwargs)
+                                : new_instance(m, cls, args, kwargs);
     }
     Py_DECREF(cls);
     Py_DECREF(args);
@@ -1384,6 +1403,11 @@ op_build(machine *m)
     }
     PyObject *state = m->stack[--m->len];
     PyObject *inst = m->stack[m->len - 1];
+    if (m->safe != NULL) {
+        int safe_rc = safe_build(m, inst, state);
+        Py_DECREF(state);
+        return safe_rc;
+    }
     PyObject *setstate;
     int rc = inbuf_lookup_attr(inst, m->ust->setstate, &setstate);
     if (rc > 0 && setstate != Py_None) {
@@ -1695,6 +1719,10 @@ op_ext(machine *m, int size)
         PyErr_SetString(m->st->UnpicklingError, "EXT specifies code <= 0");
         return -1;
     }
+    if (m->safe != NULL) {
+        PyObject *found = safe_ext(m, code);
+        return found == NULL ? -1 : stack_push(m, found);
+    }
     PyObject *key = PyLong_FromLong(code);
     if (key == NULL) {
         return -1;
@@ -1769,7 +1797,8 @@ op_persid(machine *m)
                         "persistent IDs in protocol 0 must be ASCII strings");
         return -1;
     }
-    PyObject *value = PyObject_CallOneArg(m->persistent_load, pid);
+    PyObject *value = m->safe != NULL ? safe_persistent(m, pid)
+                      : PyObject_CallOneArg(m->persistent_load, pid);
     Py_DECREF(pid);
     return value == NULL ? -1 : stack_push(m, value);
 }
@@ -1784,7 +1813,8 @@ op_binpersid(machine *m)
         return stack_error(m);
     }
     PyObject *pid = m->stack[--m->len];
-    PyObject *value = PyObject_CallOneArg(m->persistent_load, pid);
+    PyObject *value = m->safe != NULL ? safe_persistent(m, pid)
+                      : PyObject_CallOneArg(m->persistent_load, pid);
     Py_DECREF(pid);
     return value == NULL ? -1 : stack_push(m, value);
 }
@@ -1806,7 +1836,10 @@ op_next_buffer(machine *m)
         }
         return -1;
     }
-    return stack_push(m, buf);
+    if (stack_push(m, buf) < 0) {
+        return -1;
+    }
+    return m->safe != NULL ? safe_buffer(m) : 0;
 }
 
 static int
@@ -1849,7 +1882,7 @@ op_readonly_buffer(machine *m)
         } \
         op_offset = base + pos; \
         op = data[pos++]; \
-        goto *dispatch_table[op]; \
+        goto *op_table[op]; \
     } while (0)
 #else
 #  define USE_COMPUTED_GOTO 0
@@ -1868,6 +1901,9 @@ machine_run(machine *m)
     Py_ssize_t pos = m->pos, end = m->in.end, base = m->in.base;
     Py_ssize_t op_offset = 0;
     int op = 0;
+    /* Safe mode: every opcode goes through the top of the loop, where
+     * safe_before/safe_after check it (unpickler_safe.c). */
+    const int safe_mode = m->safe != NULL;
 
 /* After the input window may have moved (a fill or a handler that read). */
 #define RELOAD() \
@@ -1920,7 +1956,9 @@ machine_run(machine *m)
  * empty). */
 #define TAKE_MEMO_OPCODE() \
     do { \
-        if (pos < end && data[pos] == OP_MEMOIZE) { \
+        if (UNLIKELY(safe_mode)) { \
+        } \
+        else if (pos < end && data[pos] == OP_MEMOIZE) { \
             op = OP_MEMOIZE; \
             op_offset = base + pos; \
             pos += 1; \
@@ -2026,15 +2064,27 @@ machine_run(machine *m)
         [OP_FRAME] = &&target_OP_FRAME,
         [OP_STOP] = &&target_OP_STOP,
     };
+    static const void *const safe_table[256] = {
+        [0 ... 255] = &&safe_redo,
+    };
+    const void *const *op_table = safe_mode ? safe_table : dispatch_table;
 #  pragma GCC diagnostic pop
 #endif
 
     for (;;) {
     next_opcode:
+        if (UNLIKELY(safe_mode)
+            && safe_after(m, base + pos, &op, &op_offset) < 0) {
+            goto error;
+        }
         if (UNLIKELY(pos >= end)) {
+            Py_ssize_t at = base + pos;
             Py_ssize_t filled = fetch_opcode(m, pos);
             RELOAD();
             if (filled < 0) {
+                if (safe_mode) {
+                    safe_note_error(m, at);
+                }
                 m->pos = 0;
                 return NULL;            /* no opcode: no note */
             }
@@ -2042,7 +2092,18 @@ machine_run(machine *m)
         }
         op_offset = base + pos;
         op = data[pos++];
-        /* Safe mode's per-opcode checks go here (see the file comment). */
+        if (UNLIKELY(safe_mode)) {
+            m->pos = pos;
+            int handled = safe_before(m, op, op_offset);
+            RELOAD();
+            pos = m->pos;
+            if (handled < 0) {
+                goto error;
+            }
+            if (handled) {
+                continue;
+            }
+        }
 #if USE_COMPUTED_GOTO
         goto *dispatch_table[op];
 #endif
@@ -2432,6 +2493,9 @@ machine_run(machine *m)
                 goto error;
             }
             m->pos = pos;
+            if (safe_mode) {
+                safe_end_load(m, base + pos);
+            }
             return m->stack[--m->len];
 
         TARGET_INVALID
@@ -2440,8 +2504,16 @@ machine_run(machine *m)
         }
     }
 
+#if USE_COMPUTED_GOTO
+safe_redo:
+    pos--;                      /* back to the opcode: the loop's top */
+    goto next_opcode;
+#endif
 error:
     m->pos = pos;
+    if (safe_mode) {
+        safe_note_error(m, op_offset);
+    }
     add_position_note(m, op, op_offset);
     return NULL;
 
@@ -2908,7 +2980,92 @@ unpickler_sizeof(UnpicklerObject *self, PyObject *Py_UNUSED(ignored))
     return PyLong_FromSsize_t(size);
 }
 
+/* Safe mode (brinery.safe's C SafeUnpickler; see unpickler_safe.c). */
+static PyObject *
+unpickler_safe_setup(UnpicklerObject *self, PyObject *const *args,
+                     Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError,
+                        "_safe_setup(session, limits, find_class, "
+                        "limit_error)");
+        return NULL;
+    }
+    if (self->running) {
+        PyErr_SetString(PyExc_RuntimeError, "_safe_setup() during load()");
+        return NULL;
+    }
+    if (safe_setup(&self->m, args[0], args[1], args[2], args[3]) < 0) {
+        safe_free(&self->m);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* _safe_load(find_class, persistent_load, data): one safe load. The
+ * overrides are callables or None; data, if not None, replaces the input
+ * (a bytes-like object read in place). */
+static PyObject *
+unpickler_safe_load(UnpicklerObject *self, PyObject *const *args,
+                    Py_ssize_t nargs)
+{
+    machine *m = &self->m;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError,
+                        "_safe_load(find_class, persistent_load, data)");
+        return NULL;
+    }
+    if (!self->initialized || m->safe == NULL) {
+        PyErr_SetString(m->st->UnpicklingError,
+                        "the safe Unpickler was not initialised");
+        return NULL;
+    }
+    if (self->running) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "Unpickler.load() called during load()");
+        return NULL;
+    }
+    if (args[2] != Py_None) {
+        inbuf_close(&m->in);
+        if (inbuf_open_memory(&m->in, args[2]) < 0) {
+            return NULL;
+        }
+    }
+    Py_XSETREF(m->find_class, args[0] == Py_None ? NULL : Py_NewRef(args[0]));
+    Py_XSETREF(m->persistent_load,
+               args[1] == Py_None ? NULL : Py_NewRef(args[1]));
+    if (safe_begin_load(m) < 0) {
+        return NULL;
+    }
+    self->running = 1;
+    PyObject *result = machine_load(m);
+    self->running = 0;
+    if (safe_finish_load(m) < 0) {
+        Py_CLEAR(result);
+    }
+    Py_CLEAR(m->find_class);
+    Py_CLEAR(m->persistent_load);
+    return result;
+}
+
+static PyObject *
+unpickler_safe_info(UnpicklerObject *self, PyObject *unused)
+{
+    return safe_info(&self->m);
+}
+
+static PyObject *
+unpickler_get_proto(UnpicklerObject *self, void *closure)
+{
+    return PyLong_FromLong(self->m.proto);
+}
+
 static PyMethodDef unpickler_methods[] = {
+    {"_safe_setup", (PyCFunction)(void (*)(void))unpickler_safe_setup,
+     METH_FASTCALL, NULL},
+    {"_safe_load", (PyCFunction)(void (*)(void))unpickler_safe_load,
+     METH_FASTCALL, NULL},
+    {"_safe_info", (PyCFunction)unpickler_safe_info, METH_NOARGS, NULL},
     {"load", (PyCFunction)unpickler_load, METH_NOARGS, unpickler_load_doc},
     {"__sizeof__", (PyCFunction)unpickler_sizeof, METH_NOARGS,
      "__sizeof__($self, /)\n--\n\n"
@@ -2921,6 +3078,8 @@ static PyMethodDef unpickler_methods[] = {
 };
 
 static PyGetSetDef unpickler_getset[] = {
+    {"_proto", (getter)unpickler_get_proto, NULL,
+     "The protocol of the pickle being read (PROTO's argument).", NULL},
     {"memo", (getter)unpickler_get_memo, (setter)unpickler_set_memo,
      "The memo, as a new dict {index: object}. Assign a dict (for\n"
      "example another Unpickler's memo) to replace it.", NULL},

@@ -94,10 +94,20 @@ typedef struct {
      * repeats the same (memoized) key objects, so their interned forms
      * are remembered here during a load (allocated on first use). */
     struct intern_slot *intern_cache;
+    /* Safe mode (unpickler_safe.c), or NULL. */
+    struct safe_state *safe;
 
     PyObject *stack_inline[MACHINE_INLINE_STACK];
     Py_ssize_t marks_inline[MACHINE_INLINE_MARKS];
 } machine;
+
+/* ------------------------------------------ unpickler.c, for its parts */
+
+/* Raise "unpickling stack underflow" (or "unexpected MARK found" with a
+ * MARK open); returns -1. */
+int machine_stack_error(machine *m);
+/* Release the stack items from height `height` up. */
+void stack_drop_to(machine *m, Py_ssize_t height);
 
 /* ------------------------------------------------- unpickler_text.c */
 
