@@ -210,3 +210,20 @@ def test_hand_made_same_outcome(data, tight):
     assert file_outcome(C, io.BufferedReader(Unseekable(data)),
                         limits=limits) == \
         file_outcome(PY, io.BufferedReader(Unseekable(data)), limits=limits)
+
+
+def test_charges_do_not_depend_on_shared_strings_past():
+    # Found by atheris (fuzz/fuzz_safe.py): one-character strs are
+    # CPython's shared singletons; once any code caches the UTF-8 form of
+    # 'á', sys.getsizeof('á') grows by 3, and the pure and C loaders,
+    # run one after the other, charged different totals. Such strs are
+    # charged 0, like small ints.
+    import ctypes
+    data = b"(dp0\nV\xe1\np0\nI1\ns(I2\nI3\ntp2\n(lp3\nI4\nas."
+    before = [outcome(C, data), outcome(PY, data)]
+    as_utf8 = ctypes.pythonapi.PyUnicode_AsUTF8
+    as_utf8.restype = ctypes.c_char_p
+    as_utf8.argtypes = [ctypes.py_object]
+    as_utf8("\xe1")                   # what other code may do to it
+    after = [outcome(C, data), outcome(PY, data)]
+    assert len(set(before + after)) == 1, before + after

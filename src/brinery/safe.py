@@ -127,7 +127,8 @@ and offsets. Concretely:
      (INT, BININT, BININT2, LONG, LONG1, LONG4, FLOAT, BINFLOAT, STRING,
      BINSTRING, SHORT_BINSTRING, UNICODE, BINUNICODE, SHORT_BINUNICODE,
      BINUNICODE8, BINBYTES, SHORT_BINBYTES, BINBYTES8, BYTEARRAY8):
-     ``sys.getsizeof`` of the object, 0 for ints in [-5, 256];
+     ``sys.getsizeof`` of the object, 0 for ints in [-5, 256] and
+     for str of at most one character (shared singletons);
    - EMPTY_LIST ``list``, EMPTY_DICT ``dict``, EMPTY_SET ``set``; LIST
      ``list + n * list_item``; TUPLE ``tuple + n * tuple_item``; TUPLE1/2/3
      ``tuple + k * tuple_item``; DICT ``dict + n/2 * dict_item``;
@@ -199,7 +200,19 @@ __all__ = ["loads", "load", "SafeUnpickler", "Limits", "Policy", "Rule",
            "Session", "COSTS", "PRESETS", "EndOfInputError",
            "UnsafePickleError", "PickleLimitError"]
 
-_getsizeof = sys.getsizeof
+_sys_getsizeof = sys.getsizeof
+
+
+def _getsizeof(obj):
+    """sys.getsizeof, except 0 for a str of at most one character: those
+    are CPython's shared singletons, whose size grows when any code caches
+    their UTF-8 form, so measuring them would depend on the process's
+    past (like ints in [-5, 256], they cost nothing new)."""
+    if type(obj) is str and len(obj) <= 1:
+        return 0
+    return _sys_getsizeof(obj)
+
+
 _FLOAT_SIZE = sys.getsizeof(0.0)
 _unpack_uint4 = Struct("<I").unpack_from
 _unpack_double = Struct(">d").unpack_from

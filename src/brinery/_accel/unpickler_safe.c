@@ -330,6 +330,12 @@ check_keys(machine *m, Py_ssize_t from, Py_ssize_t step, Py_ssize_t size)
 static long long
 getsizeof(safe_state *s, PyObject *obj)
 {
+    /* As brinery.safe's _getsizeof: a str of at most one character is a
+     * shared singleton whose size depends on whether someone cached its
+     * UTF-8 form; it costs nothing new. */
+    if (PyUnicode_CheckExact(obj) && PyUnicode_GET_LENGTH(obj) <= 1) {
+        return 0;
+    }
 #if PY_VERSION_HEX < 0x030D0000
     size_t size = _PySys_GetSizeOf(obj);
     if (size == (size_t)-1) {
