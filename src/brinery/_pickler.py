@@ -1536,11 +1536,6 @@ class Pickler:
                 self._leave_unmemoized(guard)
         self._memoize(obj)
 
-    def _task_then_memoize(self, task, obj):
-        if task is not None:
-            yield task
-        self._memoize(obj)
-
     # Memo.
 
     def _memoize(self, obj):

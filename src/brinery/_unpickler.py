@@ -284,6 +284,25 @@ def compat_name(module, name):
     return _IMPORT_MAPPING.get(module, module), name
 
 
+def byte_view(data):
+    """The input of loads(): bytes as they are, another buffer as a flat
+    memoryview of bytes. Errors as CPython's: TypeError for what is not a
+    buffer; for a non-contiguous one, CPython asks the exporter for a
+    contiguous buffer and most refuse, so raise what the exporter raises
+    (a view of a copy when it accepts)."""
+    if type(data) is bytes:
+        return data
+    try:
+        view = memoryview(data)
+    except TypeError:
+        raise TypeError(f"a bytes-like object is required, not "
+                        f"'{type(data).__name__}'") from None
+    if not view.c_contiguous:
+        io.BytesIO().write(data)
+        view = memoryview(view.tobytes())
+    return view.cast("B")
+
+
 def getattribute(obj, name, allow_qualname):
     """Resolve name (a dotted qualname when allowed) on obj."""
     if not allow_qualname:
@@ -375,19 +394,7 @@ class Unpickler:
         self._seekable = False
         self._init_common(fix_imports, encoding, errors, buffers)
         if type(data) is not bytes:
-            try:
-                view = memoryview(data)
-            except TypeError:
-                raise TypeError(
-                    f"a bytes-like object is required, not "
-                    f"'{type(data).__name__}'") from None
-            if not view.c_contiguous:
-                # CPython asks the exporter for a contiguous buffer, and
-                # most refuse: raise what the exporter raises then.
-                io.BytesIO().write(data)
-                data = view.tobytes()
-            else:
-                data = bytes(view.cast("B"))
+            data = bytes(byte_view(data))
         self._data = data
         self._end = len(data)
         return self

@@ -194,7 +194,7 @@ from struct import Struct
 from ._errors import PickleLimitError, UnpicklingError, UnsafePickleError
 from ._opcodes import OPCODE_BY_NAME
 from ._unpickler import (Unpickler, _DISPATCH, _Stop, add_items, build,
-                         compat_name, extension_key, getattribute)
+                         byte_view, compat_name, extension_key, getattribute)
 
 __all__ = ["loads", "load", "SafeUnpickler", "Limits", "Policy", "Rule",
            "Session", "COSTS", "PRESETS", "EndOfInputError",
@@ -2157,19 +2157,7 @@ if _CUnpickler is not None:
                                  fix_imports=fix_imports, encoding=encoding,
                                  errors=errors, buffers=buffers)
             self._capped_file = None
-            if type(data) is bytes:
-                self._view = data
-            else:
-                try:
-                    view = memoryview(data)
-                except TypeError:
-                    raise TypeError(
-                        f"a bytes-like object is required, not "
-                        f"'{type(data).__name__}'") from None
-                if not view.c_contiguous:
-                    _io.BytesIO().write(data)
-                    view = memoryview(view.tobytes())
-                self._view = view.cast("B")
+            self._view = byte_view(data)
             self._setup(_policy_for(policy, allow, preset),
                         limits if limits is not None else DEFAULT_LIMITS,
                         persistent_load, fix_imports)
