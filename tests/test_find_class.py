@@ -1,8 +1,10 @@
 """Unpickler.find_class, on every implementation: what it resolves and
 when it must look again.
 
-Both implementations remember what find_class found (importing is its slow
-part); these tests check that the memory never shows: a rebound attribute,
+The C implementation remembers what find_class found (importing is its
+slow part; the pure one imports every time: in Python the checks a memory
+needs cost more than __import__ of a loaded module). These tests check, on
+every implementation, that the memory never shows: a rebound attribute,
 a replaced or removed module, an attribute that only a module __getattr__
 provides, an import hook, the audit event and protocol-dependent rules
 (dotted names, Python 2 names) all behave as if every call imported anew.

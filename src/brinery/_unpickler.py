@@ -23,7 +23,6 @@ Every error raised while loading carries a note saying at which byte and
 in which opcode it happened.
 """
 
-import builtins
 import codecs
 import io
 import re
@@ -285,49 +284,6 @@ def compat_name(module, name):
     return _IMPORT_MAPPING.get(module, module), name
 
 
-# ------------------------------------------------ find_class's memory
-# Importing is the slow part of find_class, even for a module imported long
-# ago (__import__ looks at the module's spec each time). Unpickler.find_class
-# remembers what it found and, on every later use, checks that nothing the
-# result depends on has changed, the rules of the C implementation's cache:
-# builtins.__import__ is still the original (an import hook must see every
-# import), sys.modules still holds the same module object of the exact
-# module type, and that module's __dict__ still maps the name to the same
-# object. Only plain module-dict entries are remembered: no dotted paths,
-# no dunder names, nothing a module __getattr__ provided.
-
-_ORIGINAL_IMPORT = builtins.__import__
-_ModuleType = type(sys)
-_FOUND_MAX = 4096
-_found = {}          # (module, name) after name mapping -> (module, value)
-_MISSING = object()
-
-
-def _found_before(module, name):
-    """The remembered value of module.name if it still holds, else
-    _MISSING."""
-    entry = _found.get((module, name))
-    if entry is not None and builtins.__import__ is _ORIGINAL_IMPORT:
-        found_module, value = entry
-        if (sys.modules.get(module) is found_module
-                and found_module.__dict__.get(name, _MISSING) is value):
-            return value
-    return _MISSING
-
-
-def _remember_found(module, name, value):
-    if (type(module) is str and type(name) is str
-            and "." not in name and not name.startswith("__")
-            and name != "<locals>"
-            and builtins.__import__ is _ORIGINAL_IMPORT):
-        found_module = sys.modules.get(module)
-        if (type(found_module) is _ModuleType
-                and found_module.__dict__.get(name, _MISSING) is value):
-            if len(_found) >= _FOUND_MAX:
-                _found.clear()
-            _found[module, name] = (found_module, value)
-
-
 def byte_view(data):
     """The input of loads(): bytes as they are, another buffer as a flat
     memoryview of bytes. Errors as CPython's: TypeError for what is not a
@@ -464,24 +420,15 @@ class Unpickler:
                 module, name = mapped
             else:
                 module = _IMPORT_MAPPING.get(module, module)
-        try:
-            value = _found_before(module, name)
-        except TypeError:                   # an unhashable argument
-            value = _MISSING
-        if value is not _MISSING:
-            return value
         __import__(module)                  # level 0, the default
         if self.proto >= 4:
-            value = getattribute(sys.modules[module], name, True)
-        else:
-            try:
-                value = getattr(sys.modules[module], name)
-            except AttributeError:
-                raise AttributeError(
-                    f"Can't get attribute {name!r} on "
-                    f"{sys.modules[module]!r}") from None
-        _remember_found(module, name, value)
-        return value
+            return getattribute(sys.modules[module], name, True)
+        try:
+            return getattr(sys.modules[module], name)
+        except AttributeError:
+            raise AttributeError(
+                f"Can't get attribute {name!r} on {sys.modules[module]!r}") \
+                from None
 
     def load(self):
         """Read one pickle and return the object it holds.
