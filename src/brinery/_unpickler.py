@@ -1111,12 +1111,53 @@ class Unpickler:
         return end
 
     def load_bytearray8(self, pos):
+        if (self._seekable and pos + 8 <= self._end
+                and _LARGE_READ <= _unpack_uint8(self._data, pos)[0]
+                <= _SSIZE_MAX):
+            n = _unpack_uint8(self._data, pos)[0]
+            if pos + 8 + n > self._end:
+                return self._read_bytearray(pos + 8, n)
         data, pos, end = self._counted_bytes(pos, 8, "BYTEARRAY8")
         if end - pos >= _LARGE_READ:
             self.stack.append(bytearray(memoryview(data)[pos:end]))
         else:
             self.stack.append(bytearray(data[pos:end]))
         return end
+
+    def _read_bytearray(self, pos, n):
+        """A large BYTEARRAY8 payload from a seekable file, read straight
+        into the bytearray (one copy of the payload, not two). Never more
+        is allocated than the file still holds."""
+        readinto = getattr(self._file, "readinto", None)
+        data = self._data
+        held = self._end - pos
+        here = self._file.tell()
+        size = self._file.seek(0, io.SEEK_END)
+        self._file.seek(here)
+        available = held + max(size - here, 0)
+        result = bytearray(min(n, available))
+        view = memoryview(result)
+        view[:held] = memoryview(data)[pos:self._end]
+        got = held
+        while got < len(result):
+            if readinto is not None:
+                count = readinto(view[got:])
+            else:
+                chunk = self._file_read(len(result) - got)
+                count = 0 if chunk is None else len(chunk)
+                view[got:got + count] = chunk
+            if not count:
+                break
+            got += count
+        view.release()
+        self._prev = (data, self._base)
+        self._base += pos + got
+        self._data = b""
+        self._end = 0
+        if got < n:
+            raise _truncated()
+        self.stack.append(result)
+        return 0
 
     def load_string(self, pos):
         line, pos = self._readline(pos)
