@@ -608,6 +608,23 @@ class Unpickler:
                                 pos += 4
                                 continue
                     elif op == 0x67:                                      # GET
+                        # One or two digits, the common case, without
+                        # bytes.find (its argument parsing costs more).
+                        if pos + 3 <= end and 0x30 <= data[pos] <= 0x39:
+                            second = data[pos + 1]
+                            if second == 0x0A:
+                                idx = data[pos] - 0x30
+                                if idx in memo:
+                                    append(memo[idx])
+                                    pos += 2
+                                    continue
+                            elif 0x30 <= second <= 0x39 \
+                                    and data[pos + 2] == 0x0A:
+                                idx = data[pos] * 10 + second - 0x210
+                                if idx in memo:
+                                    append(memo[idx])
+                                    pos += 3
+                                    continue
                         stop = data.find(b"\n", pos)
                         if stop > pos:
                             try:
