@@ -175,24 +175,33 @@ inbuf_begin(inbuf *in)
     return 0;
 }
 
+/* file.name() or file.name(a, b). New reference. */
+static PyObject *
+call_method_ints(inbuf *in, PyObject *name, int nargs, Py_ssize_t a, int b)
+{
+    PyObject *args[3] = {in->file, NULL, NULL};
+    PyObject *res = NULL;
+    if (nargs == 2) {
+        args[1] = PyLong_FromSsize_t(a);
+        args[2] = PyLong_FromLong(b);
+        if (args[1] == NULL || args[2] == NULL) {
+            goto done;
+        }
+    }
+    res = PyObject_VectorcallMethod(
+        name, args, (nargs + 1) | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+done:
+    Py_XDECREF(args[1]);
+    Py_XDECREF(args[2]);
+    return res;
+}
+
 /* file.seek(offset, SEEK_CUR). */
 static int
 seek_relative(inbuf *in, Py_ssize_t offset)
 {
-    PyObject *args[3] = {in->file, NULL, NULL};
-    args[1] = PyLong_FromSsize_t(offset);
-    if (args[1] == NULL) {
-        return -1;
-    }
-    args[2] = PyLong_FromLong(SEEK_CUR);
-    if (args[2] == NULL) {
-        Py_DECREF(args[1]);
-        return -1;
-    }
-    PyObject *res = PyObject_VectorcallMethod(
-        in->names->seek, args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-    Py_DECREF(args[1]);
-    Py_DECREF(args[2]);
+    PyObject *res = call_method_ints(in, in->names->seek, 2, offset,
+                                     SEEK_CUR);
     if (res == NULL) {
         return -1;
     }
@@ -407,6 +416,19 @@ readinto_append(inbuf *in, Py_ssize_t n)
     return got;
 }
 
+/* method(n): one call of a file's read() or peek(). New reference. */
+static PyObject *
+call_with_size(PyObject *method, Py_ssize_t n)
+{
+    PyObject *size = PyLong_FromSsize_t(n);
+    if (size == NULL) {
+        return NULL;
+    }
+    PyObject *res = PyObject_CallOneArg(method, size);
+    Py_DECREF(size);
+    return res;
+}
+
 /* One call to the file asking for n more bytes, appended to the window.
  * Returns how many arrived (0 at end of file) or -1. */
 static Py_ssize_t
@@ -417,12 +439,7 @@ read_append(inbuf *in, Py_ssize_t n)
     if (in->readinto != NULL && (in->seekable > 0 || n >= INBUF_CHUNK)) {
         return readinto_append(in, n);
     }
-    PyObject *size = PyLong_FromSsize_t(n);
-    if (size == NULL) {
-        return -1;
-    }
-    PyObject *res = PyObject_CallOneArg(in->read, size);
-    Py_DECREF(size);
+    PyObject *res = call_with_size(in->read, n);
     if (res == NULL) {
         return -1;
     }
@@ -441,12 +458,7 @@ static Py_ssize_t
 peek_append(inbuf *in)
 {
     in->peeked = 1;
-    PyObject *size = PyLong_FromSsize_t(INBUF_CHUNK);
-    if (size == NULL) {
-        return -1;
-    }
-    PyObject *res = PyObject_CallOneArg(in->peek, size);
-    Py_DECREF(size);
+    PyObject *res = call_with_size(in->peek, INBUF_CHUNK);
     if (res == NULL) {
         if (!PyErr_ExceptionMatches(PyExc_NotImplementedError)) {
             return -1;
@@ -491,20 +503,7 @@ read_more(inbuf *in, Py_ssize_t want)
 static Py_ssize_t
 call_ssize(inbuf *in, PyObject *name, int nargs, Py_ssize_t a, int b)
 {
-    PyObject *args[3] = {in->file, NULL, NULL};
-    PyObject *res = NULL;
-    if (nargs == 2) {
-        args[1] = PyLong_FromSsize_t(a);
-        args[2] = PyLong_FromLong(b);
-        if (args[1] == NULL || args[2] == NULL) {
-            goto done;
-        }
-    }
-    res = PyObject_VectorcallMethod(
-        name, args, (nargs + 1) | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-done:
-    Py_XDECREF(args[1]);
-    Py_XDECREF(args[2]);
+    PyObject *res = call_method_ints(in, name, nargs, a, b);
     if (res == NULL) {
         return -1;
     }
@@ -665,12 +664,7 @@ read_into_payload(inbuf *in, PyObject **obj, Py_ssize_t offset,
         }
         return got;
     }
-    PyObject *size = PyLong_FromSsize_t(n);
-    if (size == NULL) {
-        return -1;
-    }
-    PyObject *res = PyObject_CallOneArg(in->read, size);
-    Py_DECREF(size);
+    PyObject *res = call_with_size(in->read, n);
     if (res == NULL) {
         return -1;
     }
