@@ -1285,6 +1285,155 @@ def test_cached_globals_follow_changes():
     assert _accel.dumps(renamed, 2) == pickle.dumps(renamed, 2)
 
 
+def _outcome(dumps, obj, protocol, **kwargs):
+    """dumps' bytes, or its exception's type and message."""
+    try:
+        return dumps(obj, protocol, **kwargs)
+    except Exception as exc:
+        return type(exc).__name__, str(exc)
+
+
+def _same_as_stdlib(obj, protocols=PROTOCOLS, **kwargs):
+    """C dumps and the standard library agree (bytes or error), twice, so
+    that the second time runs from the global cache."""
+    for _ in range(2):
+        for protocol in protocols:
+            got = _outcome(_accel.dumps, obj, protocol, **kwargs)
+            expected = _outcome(pickle.dumps, obj, protocol, **kwargs)
+            assert got == expected, (obj, protocol)
+
+
+@contextlib.contextmanager
+def scratch_module(name, **attrs):
+    """A module `name` in sys.modules holding attrs, for the time being."""
+    module = types.ModuleType(name)
+    module.__dict__.update(attrs)
+    sys.modules[name] = module
+    try:
+        yield module
+    finally:
+        sys.modules.pop(name, None)
+
+
+def test_globals_by_name_match_stdlib_from_the_cache():
+    import math
+    import operator
+    import os
+    globals_ = [len, pow, math.pow, math.sin, operator.add, os.getcwd,
+                int, str, object, type, zip, memoryview, types.GenericAlias,
+                collections.OrderedDict, collections.namedtuple,
+                enum.Enum, enum.IntFlag, decimal.Decimal, io.BytesIO,
+                inspect.signature, fractions.Fraction, datetime.date,
+                OSError, ConnectionResetError, ValueError]
+    for obj in globals_:
+        _same_as_stdlib(obj)
+        _same_as_stdlib(obj, fix_imports=False)
+    _same_as_stdlib(globals_)
+
+
+def test_rebinding_a_module_attribute_between_dumps_is_seen():
+    def helper():
+        pass
+    helper.__module__ = "brinery_scratch_mod"
+    helper.__qualname__ = "helper"
+
+    class Klass:
+        pass
+    Klass.__module__ = "brinery_scratch_mod"
+    Klass.__qualname__ = "Klass"
+    import math
+    with scratch_module("brinery_scratch_mod", helper=helper, Klass=Klass,
+                        sin=math.sin) as module:
+        saved_module = math.sin.__module__
+        math.sin.__module__ = "brinery_scratch_mod"
+        try:
+            for obj in (helper, Klass, math.sin):
+                _same_as_stdlib(obj)
+            # rebound to another object: "not the same object"
+            module.helper, module.Klass, module.sin = Klass, helper, math.cos
+            for obj in (helper, Klass, math.sin):
+                _same_as_stdlib(obj)
+                with pytest.raises(brinery.PicklingError,
+                                   match="not the same object"):
+                    _accel.dumps(obj, 2)
+            # removed: "attribute lookup ... failed"
+            del module.helper, module.Klass, module.sin
+            for obj in (helper, Klass, math.sin):
+                _same_as_stdlib(obj)
+                with pytest.raises(brinery.PicklingError,
+                                   match="attribute lookup"):
+                    _accel.dumps(obj, 5)
+            # put back: pickled by name again
+            module.helper, module.Klass, module.sin = helper, Klass, math.sin
+            for obj in (helper, Klass, math.sin):
+                _same_as_stdlib(obj)
+        finally:
+            math.sin.__module__ = saved_module
+    _same_as_stdlib(math.sin)
+
+
+def test_a_builtins_module_attribute_change_is_seen():
+    import math
+    with scratch_module("brinery_other_math", hypot=math.hypot):
+        _same_as_stdlib(math.hypot)
+        saved = math.hypot.__module__
+        math.hypot.__module__ = "brinery_other_math"
+        try:
+            _same_as_stdlib(math.hypot)
+            assert b"brinery_other_math" in _accel.dumps(math.hypot, 2)
+        finally:
+            math.hypot.__module__ = saved
+        _same_as_stdlib(math.hypot)
+        assert b"brinery_other_math" not in _accel.dumps(math.hypot, 2)
+
+
+def test_globals_of_module_subclasses_and_module_getattr():
+    class LazyModule(types.ModuleType):
+        def __getattr__(self, name):
+            if name == "lazy_thing":
+                return lazy_thing
+            raise AttributeError(name)
+
+    def lazy_thing():
+        pass
+    lazy_thing.__module__ = "brinery_lazy_mod"
+    lazy_thing.__qualname__ = "lazy_thing"
+    module = LazyModule("brinery_lazy_mod")
+    sys.modules["brinery_lazy_mod"] = module
+    try:
+        _same_as_stdlib(lazy_thing)
+        # a plain module with a module-level __getattr__ (PEP 562)
+        plain = types.ModuleType("brinery_pep562_mod")
+        plain.__getattr__ = lambda name: lazy_thing
+        sys.modules["brinery_pep562_mod"] = plain
+        lazy_thing.__module__ = "brinery_pep562_mod"
+        _same_as_stdlib(lazy_thing)
+        plain.lazy_thing = len          # now an own attribute, not it
+        _same_as_stdlib(lazy_thing)
+    finally:
+        sys.modules.pop("brinery_lazy_mod", None)
+        sys.modules.pop("brinery_pep562_mod", None)
+
+
+def test_many_globals_sharing_cache_buckets_stay_right():
+    # More globals than the cache has entries: evictions must only cost.
+    made = {}
+    for i in range(5000):
+        def func():
+            pass
+        func.__module__ = "brinery_many_mod"
+        func.__qualname__ = func.__name__ = f"f{i}"
+        made[f"f{i}"] = func
+    with scratch_module("brinery_many_mod", **made) as module:
+        objs = list(made.values())
+        for protocol in (0, 2, 4, 5):
+            assert _accel.dumps(objs, protocol) == pickle.dumps(objs, protocol)
+            assert _accel.dumps(objs, protocol) == pickle.dumps(objs, protocol)
+        module.f17 = None
+        with pytest.raises(brinery.PicklingError, match="not the same"):
+            _accel.dumps(objs, 2)
+
+
 def test_plain_class_changes_are_seen():
     class Changing:
         pass

@@ -76,8 +76,8 @@ inbuf_open_file(inbuf *in, PyObject *file)
 {
     PyObject *peek = NULL, *readinto = NULL, *read = NULL, *readline = NULL;
     const inbuf_names *names = in->names;
-    /* CPython's order; peek is looked up (a property may raise) but
-     * never used: an unseekable file is read exactly instead. */
+    /* CPython's order, so that a property raising is met at the same
+     * point. */
     if (lookup_method(file, names->peek, &peek) < 0
         || lookup_method(file, names->readinto, &readinto) < 0
         || lookup_method(file, names->read, &read) < 0
@@ -89,12 +89,14 @@ inbuf_open_file(inbuf *in, PyObject *file)
                         "file must have 'read' and 'readline' attributes");
         goto error;
     }
-    Py_XDECREF(peek);
     in->file = Py_NewRef(file);
     in->read = read;
     in->readline = readline;
     in->readinto = readinto;
+    in->peek = peek;
     in->seekable = -1;
+    in->peeked = 0;
+    in->lag = 0;
     in->data = in->storage;
     in->end = 0;
     in->base = 0;
@@ -120,6 +122,7 @@ inbuf_close(inbuf *in)
     Py_CLEAR(in->read);
     Py_CLEAR(in->readline);
     Py_CLEAR(in->readinto);
+    Py_CLEAR(in->peek);
     if (in->storage != NULL) {
         PyMem_Free(in->storage);
         in->storage = NULL;
@@ -128,6 +131,7 @@ inbuf_close(inbuf *in)
     in->data = NULL;
     in->end = 0;
     in->base = 0;
+    in->lag = 0;
 }
 
 int
@@ -137,6 +141,7 @@ inbuf_traverse(inbuf *in, visitproc visit, void *arg)
     Py_VISIT(in->read);
     Py_VISIT(in->readline);
     Py_VISIT(in->readinto);
+    Py_VISIT(in->peek);
     return 0;
 }
 
@@ -165,6 +170,55 @@ inbuf_begin(inbuf *in)
     in->data = in->storage;
     in->end = 0;
     in->base = 0;
+    in->lag = 0;
+    in->peeked = 0;
+    return 0;
+}
+
+/* file.name() or file.name(a, b). New reference. */
+static PyObject *
+call_method_ints(inbuf *in, PyObject *name, int nargs, Py_ssize_t a, int b)
+{
+    PyObject *args[3] = {in->file, NULL, NULL};
+    PyObject *res = NULL;
+    if (nargs == 2) {
+        args[1] = PyLong_FromSsize_t(a);
+        args[2] = PyLong_FromLong(b);
+        if (args[1] == NULL || args[2] == NULL) {
+            goto done;
+        }
+    }
+    res = PyObject_VectorcallMethod(
+        name, args, (nargs + 1) | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+done:
+    Py_XDECREF(args[1]);
+    Py_XDECREF(args[2]);
+    return res;
+}
+
+/* file.seek(offset, SEEK_CUR). */
+static int
+seek_relative(inbuf *in, Py_ssize_t offset)
+{
+    PyObject *res = call_method_ints(in, in->names->seek, 2, offset,
+                                     SEEK_CUR);
+    if (res == NULL) {
+        return -1;
+    }
+    Py_DECREF(res);
+    return 0;
+}
+
+/* Bring the file to the end of the window (past what peek() showed). */
+static int
+settle(inbuf *in)
+{
+    if (in->lag != 0) {
+        if (seek_relative(in, in->lag) < 0) {
+            return -1;
+        }
+        in->lag = 0;
+    }
     return 0;
 }
 
@@ -176,14 +230,15 @@ inbuf_finish(inbuf *in, Py_ssize_t pos, int give_back)
     if (in->file == NULL) {
         return 0;
     }
-    Py_ssize_t unread = in->end - pos;
-    if (give_back && unread > 0 && in->seekable > 0) {
-        PyObject *res = PyObject_CallMethod(in->file, "seek", "ni",
-                                            -unread, SEEK_CUR);
-        if (res == NULL) {
-            rc = -1;
-        }
-        Py_XDECREF(res);
+    /* The file is `lag` bytes before the window's end; move it to pos
+     * (or to the window's end without give_back). */
+    Py_ssize_t offset = in->lag;
+    if (give_back && in->seekable > 0) {
+        offset -= in->end - pos;
+    }
+    in->lag = 0;
+    if (offset != 0 && seek_relative(in, offset) < 0) {
+        rc = -1;
     }
     in->end = 0;
     if (in->capacity > INBUF_KEEP) {
@@ -223,7 +278,8 @@ reserve(inbuf *in, Py_ssize_t need)
     return 0;
 }
 
-/* Move data[pos:end] to the front of the storage. */
+/* Move data[pos:end] to the front of the storage. (`lag` counts from the
+ * window's end, so it does not change.) */
 static void
 compact(inbuf *in, Py_ssize_t pos)
 {
@@ -237,7 +293,8 @@ compact(inbuf *in, Py_ssize_t pos)
     }
 }
 
-/* Append the bytes-like result of read() or readline() to the window. */
+/* Append the bytes-like result of read(), readline() or peek() to the
+ * window. */
 static Py_ssize_t
 append_result(inbuf *in, PyObject *res)
 {
@@ -270,41 +327,39 @@ append_result(inbuf *in, PyObject *res)
     return got;
 }
 
-/* Read into the storage with file.readinto(). The memoryview lent to the
- * file is released afterwards, so a file that keeps it cannot write into
- * memory it does not own. */
+/* file.readinto() over the memory buf[0:n]. Returns the count it reports
+ * (checked to be within [0, n]) or -1. *kept is set when the file still
+ * reaches that memory through the view it was lent (a buffer or a slice
+ * of the view survives): the memory must then never be reused or freed,
+ * since the file could write to it at any later time. */
 static Py_ssize_t
-readinto_append(inbuf *in, Py_ssize_t n)
+readinto_memory(inbuf *in, char *buf, Py_ssize_t n, int *kept)
 {
-    if (reserve(in, in->end + n) < 0) {
-        return -1;
-    }
-    PyObject *view = PyMemoryView_FromMemory(in->storage + in->end, n,
-                                             PyBUF_WRITE);
+    *kept = 0;
+    PyObject *view = PyMemoryView_FromMemory(buf, n, PyBUF_WRITE);
     if (view == NULL) {
         return -1;
     }
     PyObject *res = PyObject_CallOneArg(in->readinto, view);
-    /* Release the view whatever readinto did, keeping its exception. */
-    PyObject *exc = res == NULL ? inbuf_take_exception() : NULL;
-    PyObject *released = PyObject_CallMethodNoArgs(view, in->names->release);
-    Py_DECREF(view);
-    if (released == NULL) {
-        /* The file still exports the view: abandon the storage rather
-         * than let it be written to after we reuse or free it. */
-        in->storage = NULL;
-        in->capacity = 0;
-        in->data = NULL;
-        in->end = 0;
-        Py_XDECREF(res);
-        if (exc != NULL) {
+    PyMemoryViewObject *mv = (PyMemoryViewObject *)view;
+    if (Py_REFCNT(view) > 1 || mv->exports > 0 || mv->mbuf->exports > 1) {
+        /* The view escaped: release it, so that a file keeping only the
+         * view object cannot use it any more (readinto's exception is
+         * kept). What release() cannot cut off is kept memory. */
+        PyObject *exc = res == NULL ? inbuf_take_exception() : NULL;
+        _PyManagedBufferObject *mbuf =
+            (_PyManagedBufferObject *)Py_NewRef(mv->mbuf);
+        PyObject *released = PyObject_CallMethodNoArgs(view,
+                                                       in->names->release);
+        if (released == NULL) {
             PyErr_Clear();
-            inbuf_restore_exception(exc);
         }
-        return -1;
+        *kept = released == NULL || mbuf->exports > 0;
+        Py_XDECREF(released);
+        Py_DECREF(mbuf);
+        inbuf_restore_exception(exc);
     }
-    inbuf_restore_exception(exc);
-    Py_DECREF(released);
+    Py_DECREF(view);
     if (res == NULL) {
         return -1;
     }
@@ -322,8 +377,56 @@ readinto_append(inbuf *in, Py_ssize_t n)
                      "readinto() returned %zd outside [0, %zd]", got, n);
         return -1;
     }
+    return got;
+}
+
+/* Read into the storage with file.readinto(). */
+static Py_ssize_t
+readinto_append(inbuf *in, Py_ssize_t n)
+{
+    if (reserve(in, in->end + n) < 0) {
+        return -1;
+    }
+    int kept;
+    Py_ssize_t got = readinto_memory(in, in->storage + in->end, n, &kept);
+    if (got < 0) {
+        if (kept) {
+            in->storage = NULL;     /* abandoned, never freed */
+            in->capacity = 0;
+            in->data = NULL;
+            in->end = 0;
+        }
+        return -1;
+    }
+    if (kept) {
+        /* Move to new storage; the old one is abandoned, never freed. */
+        char *old = in->storage;
+        Py_ssize_t have = in->end + got;
+        in->storage = NULL;
+        in->capacity = 0;
+        in->data = NULL;
+        in->end = 0;
+        if (reserve(in, have) < 0) {
+            return -1;
+        }
+        memcpy(in->storage, old, (size_t)have);
+        in->end = have - got;
+    }
     in->end += got;
     return got;
+}
+
+/* method(n): one call of a file's read() or peek(). New reference. */
+static PyObject *
+call_with_size(PyObject *method, Py_ssize_t n)
+{
+    PyObject *size = PyLong_FromSsize_t(n);
+    if (size == NULL) {
+        return NULL;
+    }
+    PyObject *res = PyObject_CallOneArg(method, size);
+    Py_DECREF(size);
+    return res;
 }
 
 /* One call to the file asking for n more bytes, appended to the window.
@@ -336,12 +439,7 @@ read_append(inbuf *in, Py_ssize_t n)
     if (in->readinto != NULL && (in->seekable > 0 || n >= INBUF_CHUNK)) {
         return readinto_append(in, n);
     }
-    PyObject *size = PyLong_FromSsize_t(n);
-    if (size == NULL) {
-        return -1;
-    }
-    PyObject *res = PyObject_CallOneArg(in->read, size);
-    Py_DECREF(size);
+    PyObject *res = call_with_size(in->read, n);
     if (res == NULL) {
         return -1;
     }
@@ -350,13 +448,62 @@ read_append(inbuf *in, Py_ssize_t n)
     return got;
 }
 
+/* The first read of a load from a seekable file with peek(): append what
+ * the file shows without moving (for a buffered file, its buffer, filled
+ * by one system call at most), and remember that the file is behind.
+ * A small pickle is then read with one call and given back inside the
+ * file's buffer. Returns the bytes appended, or -1; a file whose peek()
+ * raises NotImplementedError is not asked again (as CPython does). */
 static Py_ssize_t
-call_ssize(PyObject *file, const char *method, const char *format,
-           Py_ssize_t a, int b)
+peek_append(inbuf *in)
 {
-    PyObject *res = format == NULL
-        ? PyObject_CallMethod(file, method, NULL)
-        : PyObject_CallMethod(file, method, format, a, b);
+    in->peeked = 1;
+    PyObject *res = call_with_size(in->peek, INBUF_CHUNK);
+    if (res == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_NotImplementedError)) {
+            return -1;
+        }
+        PyErr_Clear();
+        Py_CLEAR(in->peek);
+        return 0;
+    }
+    Py_ssize_t got = append_result(in, res);
+    Py_DECREF(res);
+    if (got > 0) {
+        in->lag += got;
+    }
+    return got;
+}
+
+/* One step of reading ahead for a need of `want` more bytes (seekable
+ * files read at least a chunk). Returns how many arrived or -1. */
+static Py_ssize_t
+read_more(inbuf *in, Py_ssize_t want)
+{
+    if (in->seekable > 0) {
+        if (in->peek != NULL && !in->peeked && want < INBUF_CHUNK) {
+            Py_ssize_t got = peek_append(in);
+            if (got != 0) {
+                return got;
+            }
+            /* Nothing shown: ask the usual way, which also tells a real
+             * end of file from a peek() that shows nothing. */
+        }
+        if (settle(in) < 0) {
+            return -1;
+        }
+        if (want < INBUF_CHUNK) {
+            want = INBUF_CHUNK;
+        }
+    }
+    return read_append(in, want);
+}
+
+/* Call a file method returning an int, with 0 or 2 int arguments. */
+static Py_ssize_t
+call_ssize(inbuf *in, PyObject *name, int nargs, Py_ssize_t a, int b)
+{
+    PyObject *res = call_method_ints(in, name, nargs, a, b);
     if (res == NULL) {
         return -1;
     }
@@ -365,40 +512,62 @@ call_ssize(PyObject *file, const char *method, const char *format,
     return value;
 }
 
-/* Read `want` more bytes of a large payload without reserving memory for
+/* How many bytes a seekable file holds past its position (0 when it is
+ * past its end), or -1. */
+static Py_ssize_t
+remaining_in_file(inbuf *in)
+{
+    const inbuf_names *names = in->names;
+    Py_ssize_t here = call_ssize(in, names->tell, 0, 0, 0);
+    if (here == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    Py_ssize_t size = call_ssize(in, names->seek, 2, 0, SEEK_END);
+    if (size == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (call_ssize(in, names->seek, 2, here, SEEK_SET) == -1
+        && PyErr_Occurred()) {
+        return -1;
+    }
+    return size > here ? size - here : 0;
+}
+
+/* The next step of a read that grows with the data received: what
+ * arrived so far (at least `least`), at most 1 GiB, at most what is still
+ * wanted. */
+static Py_ssize_t
+growth_step(Py_ssize_t got, Py_ssize_t want, Py_ssize_t least)
+{
+    Py_ssize_t step = got < least ? least : got;
+    if (step > (1 << 30)) {
+        step = 1 << 30;
+    }
+    return step < want - got ? step : want - got;
+}
+
+/* Read `want` more bytes of a large read without reserving memory for
  * more than the file can give. */
 static int
 read_large(inbuf *in, Py_ssize_t want)
 {
-    if (in->seekable > 0) {
-        Py_ssize_t here = call_ssize(in->file, "tell", NULL, 0, 0);
-        if (here == -1 && PyErr_Occurred()) {
-            return -1;
-        }
-        Py_ssize_t size = call_ssize(in->file, "seek", "ni", 0, SEEK_END);
-        if (size == -1 && PyErr_Occurred()) {
-            return -1;
-        }
-        if (call_ssize(in->file, "seek", "ni", here, SEEK_SET) == -1
-            && PyErr_Occurred()) {
-            return -1;
-        }
-        Py_ssize_t available = size > here ? size - here : 0;
-        Py_ssize_t n = want < available ? want : available;
-        return n > 0 && read_append(in, n) < 0 ? -1 : 0;
+    if (settle(in) < 0) {
+        return -1;
     }
-    /* Unseekable: ask for no more than what already arrived (at least
-     * INBUF_LARGE_READ), so memory grows with the data, not the claim. */
+    if (in->seekable > 0) {
+        Py_ssize_t available = remaining_in_file(in);
+        if (available < 0) {
+            return -1;
+        }
+        want = want < available ? want : available;
+    }
+    /* A seekable file asks for what it holds at once; an unseekable one for
+     * no more than what already arrived (at least INBUF_LARGE_READ), so
+     * that memory grows with the data, not the claim. */
     Py_ssize_t got = 0;
     while (got < want) {
-        Py_ssize_t step = got < INBUF_LARGE_READ ? INBUF_LARGE_READ : got;
-        if (step > (1 << 30)) {
-            step = 1 << 30;
-        }
-        if (step > want - got) {
-            step = want - got;
-        }
-        Py_ssize_t n = read_append(in, step);
+        Py_ssize_t n = read_append(in, in->seekable > 0
+                                       ? want - got : growth_step(got, want, INBUF_LARGE_READ));
         if (n < 0) {
             return -1;
         }
@@ -427,14 +596,170 @@ inbuf_fill(inbuf *in, Py_ssize_t pos, Py_ssize_t n)
             return -1;
         }
     }
-    else if (read_append(in, in->seekable > 0 && want < INBUF_CHUNK
-                               ? INBUF_CHUNK : want) < 0) {
-        return -1;
+    else {
+        /* peek() may show less than needed, a file may give less than
+         * asked: go on until there is enough or nothing more. */
+        while (in->end < n) {
+            Py_ssize_t got = read_more(in, n - in->end);
+            if (got < 0) {
+                return -1;
+            }
+            if (got == 0) {
+                break;
+            }
+        }
     }
     if (in->end < n) {
         return truncated(in);
     }
     return 0;
+}
+
+/* A new bytes or bytearray object of size n (contents undefined). */
+static PyObject *
+new_payload(Py_ssize_t n, int as_bytearray)
+{
+    return as_bytearray ? PyByteArray_FromStringAndSize(NULL, n)
+                        : PyBytes_FromStringAndSize(NULL, n);
+}
+
+static char *
+payload_buffer(PyObject *obj)
+{
+    return PyByteArray_Check(obj) ? PyByteArray_AS_STRING(obj)
+                                  : PyBytes_AS_STRING(obj);
+}
+
+static int
+resize_payload(PyObject **obj, Py_ssize_t n)
+{
+    if (PyByteArray_Check(*obj)) {
+        return PyByteArray_Resize(*obj, n);
+    }
+    return _PyBytes_Resize(obj, n);
+}
+
+/* One read of up to n bytes of the file into the payload *obj at offset.
+ * Returns how many arrived (0 at end of file) or -1. When the file kept
+ * the memory it was lent, *obj is replaced by a copy and the original is
+ * abandoned, never freed (*obj is NULL if the copy fails). */
+static Py_ssize_t
+read_into_payload(inbuf *in, PyObject **obj, Py_ssize_t offset,
+                  Py_ssize_t n)
+{
+    if (in->readinto != NULL) {
+        int kept;
+        char *buf = payload_buffer(*obj) + offset;
+        Py_ssize_t got = readinto_memory(in, buf, n, &kept);
+        if (kept) {
+            PyObject *copy = new_payload(offset + n, PyByteArray_Check(*obj));
+            if (copy != NULL) {
+                memcpy(payload_buffer(copy), payload_buffer(*obj),
+                       (size_t)(offset + (got > 0 ? got : 0)));
+            }
+            else {
+                got = -1;
+            }
+            *obj = copy;
+        }
+        return got;
+    }
+    PyObject *res = call_with_size(in->read, n);
+    if (res == NULL) {
+        return -1;
+    }
+    Py_buffer view;
+    Py_ssize_t got = 0;
+    if (res != Py_None) {
+        if (PyObject_GetBuffer(res, &view, PyBUF_SIMPLE) < 0) {
+            Py_DECREF(res);
+            return -1;
+        }
+        got = view.len;
+        if (got > n) {
+            PyErr_Format(PyExc_ValueError,
+                         "read() returned %zd bytes instead of %zd", got, n);
+            got = -1;
+        }
+        else {
+            memcpy(payload_buffer(*obj) + offset, view.buf, (size_t)got);
+        }
+        PyBuffer_Release(&view);
+    }
+    Py_DECREF(res);
+    return got;
+}
+
+PyObject *
+inbuf_read_payload(inbuf *in, Py_ssize_t pos, Py_ssize_t n, int as_bytearray,
+                   Py_ssize_t *next)
+{
+    if (in->file == NULL || n < INBUF_LARGE_READ || in->end - pos >= n) {
+        Py_ssize_t at = in->end - pos >= n ? pos : inbuf_fill(in, pos, n);
+        if (at < 0) {
+            return NULL;
+        }
+        *next = at + n;
+        return as_bytearray
+            ? PyByteArray_FromStringAndSize(in->data + at, n)
+            : PyBytes_FromStringAndSize(in->data + at, n);
+    }
+    if (in->base + pos > PY_SSIZE_T_MAX - n) {
+        PyErr_SetString(in->error, "read would overflow (invalid bytecode)");
+        return NULL;
+    }
+    if (settle(in) < 0) {
+        return NULL;
+    }
+    Py_ssize_t got = in->end - pos;     /* already in the window */
+    Py_ssize_t size;                    /* allocated so far */
+    if (in->seekable > 0) {
+        Py_ssize_t available = remaining_in_file(in);
+        if (available < 0) {
+            return NULL;
+        }
+        size = available < n - got ? got + available : n;
+    }
+    else {
+        size = got + growth_step(got, n, INBUF_CHUNK);
+    }
+    PyObject *obj = new_payload(size, as_bytearray);
+    if (obj == NULL) {
+        return NULL;
+    }
+    memcpy(payload_buffer(obj), in->data + pos, (size_t)got);
+    /* The window is used up: what follows the payload comes next. */
+    in->base += pos + n;
+    in->end = 0;
+    in->data = in->storage;
+    while (got < n) {
+        if (got == size) {
+            if (in->seekable > 0) {
+                break;      /* the file holds no more: truncated */
+            }
+            Py_ssize_t grown = got + growth_step(got, n, INBUF_CHUNK);
+            if (resize_payload(&obj, grown) < 0) {
+                return NULL;
+            }
+            size = grown;
+        }
+        Py_ssize_t arrived = read_into_payload(in, &obj, got, size - got);
+        if (arrived < 0) {
+            Py_XDECREF(obj);
+            return NULL;
+        }
+        if (arrived == 0) {
+            break;
+        }
+        got += arrived;
+    }
+    if (got < n) {
+        Py_DECREF(obj);
+        truncated(in);
+        return NULL;
+    }
+    *next = 0;
+    return obj;
 }
 
 Py_ssize_t
@@ -455,7 +780,7 @@ inbuf_readline(inbuf *in, Py_ssize_t pos, Py_ssize_t *line_end)
     Py_ssize_t scanned = in->end;
     if (in->seekable > 0) {
         for (;;) {
-            Py_ssize_t got = read_append(in, INBUF_CHUNK);
+            Py_ssize_t got = read_more(in, 1);
             if (got < 0) {
                 return -1;
             }

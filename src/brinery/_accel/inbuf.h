@@ -5,9 +5,14 @@
  * buffer (no copy). For a file it is storage owned here, filled from the
  * file's readinto() (or read() when it has none):
  *
- * - a seekable file is read ahead in chunks, and the unread rest is given
- *   back with seek() when the load ends, so the file is left right after
- *   STOP and several pickles can be read from one file;
+ * - a seekable file is read ahead, and the unread rest is given back with
+ *   seek() when the load ends, so the file is left right after STOP and
+ *   several pickles can be read from one file. The first read of a load
+ *   uses peek() when the file has it (a buffered file: what its buffer
+ *   already holds, one system call at most, and giving back is a move
+ *   inside that buffer); later reads are chunks taken with readinto();
+ * - a large bytes or bytearray payload from a file is read straight into
+ *   the object returned (inbuf_read_payload), not through the window;
  * - an unseekable file is read exactly as far as the machine needs (a
  *   FRAME's whole length at once).
  *
@@ -109,7 +114,11 @@ typedef struct {
     PyObject *read;
     PyObject *readline;
     PyObject *readinto;     /* NULL when the file has none */
+    PyObject *peek;         /* NULL when the file has none (or refused) */
     int seekable;           /* -1 until the first load decides */
+    int peeked;             /* this load has used peek() */
+    Py_ssize_t lag;         /* the last `lag` bytes of the window came
+                               from peek(): the file is still before them */
     char *storage;          /* owned buffer holding what was read */
     Py_ssize_t capacity;
 } inbuf;
@@ -129,7 +138,10 @@ inbuf_init(inbuf *in, PyObject *error, const inbuf_names *names)
     in->read = NULL;
     in->readline = NULL;
     in->readinto = NULL;
+    in->peek = NULL;
     in->seekable = -1;
+    in->peeked = 0;
+    in->lag = 0;
     in->storage = NULL;
     in->capacity = 0;
 }
@@ -151,7 +163,8 @@ inbuf_open_memory(inbuf *in, PyObject *obj)
 }
 /* Read from a file object (load): looks up peek, readinto, read and
  * readline in that order (only AttributeError means absent) and raises
- * TypeError when read or readline is missing. */
+ * TypeError when read or readline is missing. peek() is used only when
+ * the file is seekable. */
 int inbuf_open_file(inbuf *in, PyObject *file);
 /* Release everything (idempotent). */
 void inbuf_close(inbuf *in);
@@ -168,6 +181,15 @@ int inbuf_finish(inbuf *in, Py_ssize_t pos, int give_back);
  * the (possibly moved) window, or -1 with an exception set: "pickle data
  * was truncated" when the input ends first. */
 Py_ssize_t inbuf_fill(inbuf *in, Py_ssize_t pos, Py_ssize_t n);
+/* The n bytes of a bytes (or, with as_bytearray, bytearray) payload that
+ * starts at window position pos, of which fewer than n are in the window.
+ * From a file, a large payload is read straight into the new object, whose
+ * size grows with the data actually received (a claimed length is never
+ * allocated on trust). The window is left empty, positioned right after
+ * the payload; *next is the position to continue at. NULL with an
+ * exception set: "pickle data was truncated" when the input ends first. */
+PyObject *inbuf_read_payload(inbuf *in, Py_ssize_t pos, Py_ssize_t n,
+                             int as_bytearray, Py_ssize_t *next);
 /* Find the line starting at pos. Returns its position in the (possibly
  * moved) window and sets *line_end to the index just after its newline,
  * or -1: a line without a newline is truncated data. */

@@ -2756,6 +2756,29 @@ write_ext(pickler_core *p, PyObject *obj, PyObject *code_obj)
     return wn(p, buf, 5);
 }
 
+/* getattr(module, name) for a plain module whose type has no attribute of
+ * that name: then the generic lookup answers with the module's own dict
+ * entry, so read that directly. NULL (no exception) when this does not
+ * apply or the name is not there: ask getattr. */
+static PyObject *
+module_own_attr(PyObject *module, PyObject *name)
+{
+    if (!PyModule_CheckExact(module) || !PyUnicode_CheckExact(name)
+        || _PyType_Lookup(&PyModule_Type, name) != NULL) {
+        return NULL;
+    }
+    PyObject *dict = PyModule_GetDict(module);
+    if (dict == NULL || !PyDict_CheckExact(dict)) {
+        return NULL;
+    }
+    PyObject *value = PyDict_GetItemWithError(dict, name);
+    if (value == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    return Py_NewRef(value);
+}
+
 /* getattr along path from obj; *parent gets the object before the last
  * step. New references, or NULL with an exception. */
 static PyObject *
@@ -2765,7 +2788,11 @@ deep_getattr(PyObject *obj, PyObject *path, PyObject **parent)
     PyObject *cur = obj, *prev = NULL;
     Py_INCREF(cur);
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *next = PyObject_GetAttr(cur, PyList_GET_ITEM(path, i));
+        PyObject *name = PyList_GET_ITEM(path, i);
+        PyObject *next = module_own_attr(cur, name);
+        if (next == NULL) {
+            next = PyObject_GetAttr(cur, name);
+        }
         Py_XDECREF(prev);
         prev = cur;
         if (next == NULL) {
@@ -3003,10 +3030,18 @@ save_global(pickler_core *p, PyObject *obj, PyObject *given)
     int status = -1, cached = 0;
     global_entry hit;
 
-    if (given == NULL) {
+    /* A name given by __reduce__ (a builtin function's, say) uses the
+     * cache when it is the name the cached resolution was made for. */
+    if (given == NULL || PyUnicode_CheckExact(given)) {
         int r = global_cache_lookup(p, obj, &hit);
         if (r < 0) {
             return -1;
+        }
+        if (r > 0 && given != NULL && given != hit.qualname
+            && (!PyUnicode_CheckExact(hit.qualname)
+                || PyUnicode_Compare(given, hit.qualname) != 0)) {
+            global_entry_release(&hit);
+            r = 0;
         }
         if (r > 0) {
             cached = 1;
@@ -3058,7 +3093,7 @@ save_global(pickler_core *p, PyObject *obj, PyObject *given)
                      obj, module_name, name);
         goto done;
     }
-    if (!cached && given == NULL) {
+    if (!cached) {
         global_cache_store(p, obj, module_name, name, path);
     }
 
@@ -3124,7 +3159,8 @@ save_global(pickler_core *p, PyObject *obj, PyObject *given)
         if (line == NULL) {
             goto done;
         }
-        if (given == NULL) {
+        /* (an uncached given name may differ from the cached one) */
+        if (cached || given == NULL) {
             global_cache_set_line(p, obj, global_line_variant(p), line);
         }
     }

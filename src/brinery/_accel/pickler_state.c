@@ -8,9 +8,9 @@
  *   object's default __reduce_ex__, so that they can be pickled without
  *   building the reduce value.
  *
- * Both caches are tables of two-entry buckets (an object may sit in
- * either entry of its bucket; a new one replaces a stale entry, else the
- * second one). Their entries never keep
+ * The type cache is a table of two-entry buckets, the global cache of
+ * four-entry ones (an object may sit in any entry of its bucket; a new one
+ * replaces its own stale entry or a dead one, else the last). Their entries never keep
  * the cached class or function alive (a weak reference, or only the
  * address plus the type's version tag, which changes whenever the class
  * is modified and is never reused by another class). All of this runs
@@ -93,6 +93,17 @@ global_entry_release(global_entry *e)
     }
 }
 
+/* Is a builtin function's __qualname__ fixed for its lifetime? It is its
+ * C name when it is bound to a module or nothing (its __self__ cannot be
+ * rebound); bound to a class, it would follow the class's __qualname__.
+ * Its __module__ (writable) is checked on every use. */
+static inline int
+builtin_names_fixed(PyObject *obj)
+{
+    PyObject *self = ((PyCFunctionObject *)obj)->m_self;
+    return self == NULL || PyModule_Check(self);
+}
+
 /* Is entry e still right for obj: same object, same names? */
 static int
 global_entry_valid(global_entry *e, PyObject *obj)
@@ -105,6 +116,10 @@ global_entry_valid(global_entry *e, PyObject *obj)
         return func->func_qualname == e->qualname
                && func->func_module == e->module_name;
     }
+    if (PyCFunction_Check(obj)) {
+        return builtin_names_fixed(obj)
+               && ((PyCFunctionObject *)obj)->m_module == e->module_name;
+    }
     if (PyType_Check(obj)) {
         unsigned int version = type_version((PyTypeObject *)obj);
         unsigned int meta_version = type_version(Py_TYPE(obj));
@@ -114,17 +129,29 @@ global_entry_valid(global_entry *e, PyObject *obj)
     return 0;
 }
 
+/* Globals sit in buckets of this many entries: a pickle of hundreds of
+ * distinct globals would otherwise see some evict each other on every
+ * dump (three addresses in a bucket of two). */
+#define GLOBAL_WAYS 4
+
+static inline global_entry *
+global_bucket(pickler_cache *c, PyObject *obj)
+{
+    size_t slot = address_slot(obj, GLOBAL_CACHE_SIZE);
+    return &c->globals[slot & ~(size_t)(GLOBAL_WAYS - 1)];
+}
+
 /* The entry for obj in the global cache, or NULL. */
 static global_entry *
 global_find(pickler_cache *c, PyObject *obj)
 {
-    size_t slot = address_slot(obj, GLOBAL_CACHE_SIZE);
-    global_entry *e = &c->globals[slot];
-    if (global_entry_valid(e, obj)) {
-        return e;
+    global_entry *bucket = global_bucket(c, obj);
+    for (int i = 0; i < GLOBAL_WAYS; i++) {
+        if (bucket[i].obj == obj && global_entry_valid(&bucket[i], obj)) {
+            return &bucket[i];
+        }
     }
-    e = &c->globals[slot ^ 1];
-    return global_entry_valid(e, obj) ? e : NULL;
+    return NULL;
 }
 
 int
@@ -149,17 +176,23 @@ global_cache_lookup(pickler_core *p, PyObject *obj, global_entry *out)
     return 1;
 }
 
-/* Is getattr(obj, name) the object `expected`? */
+/* Is getattr(obj, name) the object `expected`? With equal_will_do, an
+ * equal exact str is enough: a static type makes a new str from its C
+ * name on every lookup, and its names cannot change. */
 static int
-attr_is(PyObject *obj, PyObject *name, PyObject *expected)
+attr_is(PyObject *obj, PyObject *name, PyObject *expected, int equal_will_do)
 {
     PyObject *attr;
     if (lookup_attr(obj, name, &attr) <= 0) {
         PyErr_Clear();
         return 0;
     }
+    int same = attr == expected
+        || (equal_will_do && PyUnicode_CheckExact(attr)
+            && PyUnicode_CheckExact(expected)
+            && PyUnicode_Compare(attr, expected) == 0);
     Py_DECREF(attr);
-    return attr == expected;
+    return same;
 }
 
 void
@@ -175,14 +208,22 @@ global_cache_store(pickler_core *p, PyObject *obj, PyObject *module_name,
             return;
         }
     }
+    else if (PyCFunction_Check(obj)) {
+        if (!builtin_names_fixed(obj)
+            || ((PyCFunctionObject *)obj)->m_module != module_name) {
+            return;
+        }
+    }
     else if (PyType_Check(obj)) {
         PyTypeObject *meta = Py_TYPE(obj);
         if (meta->tp_getattro != PyType_Type.tp_getattro) {
             return;
         }
         /* the names must be the class's own attributes, not a fallback */
-        if (!attr_is(obj, c->s_qualname, qualname)
-            || !attr_is(obj, c->s_module, module_name)) {
+        int fixed = !(((PyTypeObject *)obj)->tp_flags & Py_TPFLAGS_HEAPTYPE)
+                    && meta == &PyType_Type;
+        if (!attr_is(obj, c->s_qualname, qualname, fixed)
+            || !attr_is(obj, c->s_module, module_name, fixed)) {
             return;
         }
         version = assign_version(c, (PyTypeObject *)obj);
@@ -199,11 +240,21 @@ global_cache_store(pickler_core *p, PyObject *obj, PyObject *module_name,
         PyErr_Clear();
         return;
     }
-    size_t slot = address_slot(obj, GLOBAL_CACHE_SIZE);
-    global_entry *e = &c->globals[slot];
-    if (e->ref != NULL && weakref_is(e->ref, e->obj)) {
-        /* the first entry is live: take the second */
-        e = &c->globals[slot ^ 1];
+    /* Take obj's own stale entry, else a free or dead one, else evict the
+     * last entry of the bucket. */
+    global_entry *bucket = global_bucket(c, obj), *e = NULL;
+    for (int i = 0; i < GLOBAL_WAYS && e == NULL; i++) {
+        if (bucket[i].obj == obj) {
+            e = &bucket[i];
+        }
+    }
+    for (int i = 0; i < GLOBAL_WAYS && e == NULL; i++) {
+        if (bucket[i].ref == NULL || !weakref_is(bucket[i].ref, bucket[i].obj)) {
+            e = &bucket[i];
+        }
+    }
+    if (e == NULL) {
+        e = &bucket[GLOBAL_WAYS - 1];
     }
     global_entry old = *e;
     e->ref = ref;

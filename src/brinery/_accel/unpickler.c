@@ -2366,6 +2366,16 @@ machine_run(machine *m)
             NEED(4);
             Py_ssize_t n = (Py_ssize_t)read_u32(data + pos);
             pos += 4;
+            if (UNLIKELY(end - pos < n) && m->in.file != NULL) {
+                /* Read from the file straight into the object. */
+                Py_ssize_t next_;
+                PyObject *payload_ = inbuf_read_payload(&m->in, pos, n, 0,
+                                                        &next_);
+                RELOAD();
+                pos = payload_ == NULL ? 0 : next_;
+                PUSH(payload_);
+                DISPATCH();
+            }
             NEED(n);
             BYTES_PAYLOAD_AT(pos);
             PUSH(PyBytes_FromStringAndSize((const char *)data + pos, n));
@@ -2382,6 +2392,16 @@ machine_run(machine *m)
                 goto error;
             }
             pos += 8;
+            if (UNLIKELY(end - pos < (Py_ssize_t)n) && m->in.file != NULL) {
+                /* Read from the file straight into the object. */
+                Py_ssize_t next_;
+                PyObject *payload_ = inbuf_read_payload(
+                    &m->in, pos, (Py_ssize_t)n, op == OP_BYTEARRAY8, &next_);
+                RELOAD();
+                pos = payload_ == NULL ? 0 : next_;
+                PUSH(payload_);
+                DISPATCH();
+            }
             NEED((Py_ssize_t)n);
             BYTES_PAYLOAD_AT(pos);
             const char *s = (const char *)data + pos;

@@ -1,0 +1,331 @@
+"""Tests of how the C accelerator's load() reads files (src/brinery/_accel/inbuf.c).
+
+A seekable file is read ahead (first with peek() when the file has it,
+then in chunks) and left right after STOP; an unseekable one is read
+exactly. Large bytes and bytearray payloads are read straight into the
+object returned, with memory growing with the data received, never with a
+claimed length. The standard library's pickle is the oracle for what a
+load returns and where it leaves the file.
+"""
+
+import gc
+import io
+import pickle
+import tracemalloc
+
+import pytest
+
+try:
+    from brinery import _accel
+    _accel.Unpickler
+except (ImportError, AttributeError):  # pragma: no cover - build without C
+    pytest.skip("brinery._accel has no Unpickler", allow_module_level=True)
+
+import brinery
+
+pytestmark = pytest.mark.c_extension
+
+C_LOAD = _accel.load
+MEGABYTE = 1 << 20
+
+
+class Unseekable(io.BytesIO):
+    """A pipe-like stream: no seek, and peek() must not be used."""
+
+    def peek(self, *args):
+        raise AssertionError("peek() must not be called")
+
+    def seekable(self):
+        return False
+
+    def seek(self, *args):
+        raise io.UnsupportedOperation("seek")
+
+
+class ReadOnly:
+    """Only read() and readline()."""
+
+    def __init__(self, data):
+        self._bio = io.BytesIO(data)
+        self.read = self._bio.read
+        self.readline = self._bio.readline
+
+
+class Recording(io.BufferedReader):
+    """A real buffered reader recording the calls load() makes."""
+
+    def __init__(self, raw, size=io.DEFAULT_BUFFER_SIZE):
+        super().__init__(raw, size)
+        self.calls = []
+
+    def peek(self, *args):
+        self.calls.append("peek")
+        return super().peek(*args)
+
+    def readinto(self, buffer):
+        self.calls.append("readinto")
+        return super().readinto(buffer)
+
+    def read(self, *args):
+        self.calls.append("read")
+        return super().read(*args)
+
+    def seek(self, *args):
+        self.calls.append("seek")
+        return super().seek(*args)
+
+
+def pickles(protocol):
+    """A few pickles of different sizes and shapes."""
+    objects = [None, {"a": [1, 2.5, "x" * 40]}, list(range(3000)),
+               ["ab" * i for i in range(400)], b"\x00" * 70000,
+               [(i, str(i)) for i in range(20000)]]
+    return [pickle.dumps(obj, protocol) for obj in objects]
+
+
+def peak_bytes(func):
+    """(func's result, peak traced memory while it ran)."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        result = func()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def std_positions(stream_factory, data, count):
+    """What the standard library returns and where it leaves the file."""
+    file = stream_factory(data)
+    out = []
+    for _ in range(count):
+        out.append((pickle.load(file), file.tell()))
+    return out
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+@pytest.mark.parametrize("buffer_size", [1, 7, 64, 8192, 1 << 17])
+def test_several_pickles_per_buffered_file_land_where_stdlib_does(
+        protocol, buffer_size):
+    parts = pickles(protocol)
+    data = b"".join(parts) + b"trailing bytes"
+
+    def opener(raw):
+        return io.BufferedReader(io.BytesIO(raw), buffer_size)
+
+    expected = std_positions(opener, data, len(parts))
+    file = opener(data)
+    got = [(C_LOAD(file), file.tell()) for _ in parts]
+    assert got == expected
+    assert file.read() == b"trailing bytes"
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 5])
+def test_several_pickles_per_real_file(tmp_path, protocol):
+    parts = pickles(protocol)
+    path = tmp_path / "many.pkl"
+    path.write_bytes(b"".join(parts) + b"end")
+    with open(path, "rb") as file:
+        expected = std_positions(lambda _: file, None, len(parts))
+    with open(path, "rb") as file:
+        got = [(C_LOAD(file), file.tell()) for _ in parts]
+        assert file.read() == b"end"
+    assert got == expected
+
+
+def test_a_small_pickle_costs_one_peek_and_one_seek_inside_the_buffer():
+    data = pickle.dumps({"a": 1, "b": [1, 2, 3]}, 2)
+    file = Recording(io.BytesIO(data + b"next"))
+    assert C_LOAD(file) == {"a": 1, "b": [1, 2, 3]}
+    # peek() shows the buffer; the one seek moves inside it.
+    assert file.calls == ["peek", "seek"]
+    assert file.tell() == len(data)
+    assert file.read() == b"next"
+
+
+def test_a_big_pickle_peeks_once_then_reads_chunks():
+    data = pickle.dumps([str(i) for i in range(50000)], 2)
+    file = Recording(io.BytesIO(data))
+    assert C_LOAD(file) == [str(i) for i in range(50000)]
+    assert file.calls.count("peek") == 1
+    assert 1 <= file.calls.count("readinto") <= len(data) // 65536 + 3
+    assert file.tell() == len(data)
+
+
+@pytest.mark.parametrize("shown", [0, 1, 3])
+def test_peek_showing_little_or_nothing_still_loads(shown):
+    class Stingy(io.BytesIO):
+        def peek(self, n=0):
+            here = self.tell()
+            return self.getvalue()[here:here + shown]
+
+    for protocol in (0, 2, 5):
+        data = pickle.dumps([1, "two", 3.0, b"4"], protocol)
+        file = Stingy(data + b"rest")
+        assert C_LOAD(file) == [1, "two", 3.0, b"4"]
+        assert file.read() == b"rest"
+
+
+def test_peek_not_implemented_falls_back_to_reading():
+    class NoPeek(io.BytesIO):
+        peeks = 0
+
+        def peek(self, n=0):
+            NoPeek.peeks += 1
+            raise NotImplementedError
+
+    data = pickle.dumps(list(range(100)), 2)
+    file = NoPeek(data * 2)
+    unpickler = _accel.Unpickler(file)
+    assert unpickler.load() == list(range(100))
+    assert unpickler.load() == list(range(100))
+    assert file.tell() == 2 * len(data)
+    assert NoPeek.peeks == 1          # not asked again
+
+
+def test_peek_errors_propagate():
+    class Broken(io.BytesIO):
+        def peek(self, n=0):
+            raise OSError("bad disk")
+
+    with pytest.raises(OSError, match="bad disk"):
+        C_LOAD(Broken(pickle.dumps(1, 2)))
+
+
+def test_short_reads_are_completed():
+    class Dribbling(io.BytesIO):
+        def readinto(self, buffer):
+            return super().readinto(memoryview(buffer)[:1000])
+
+    for obj in ([str(i) for i in range(30000)], b"\x01" * (3 * MEGABYTE)):
+        for protocol in (2, 3, 5):
+            data = pickle.dumps(obj, protocol)
+            file = Dribbling(data + b"x")
+            assert C_LOAD(file) == obj
+            assert file.read() == b"x"
+
+
+# ---------------------------------------------------------- big payloads
+
+def payload_pickles(size):
+    payload = bytes(range(256)) * (size // 256)
+    yield "binbytes8", payload, pickle.dumps(payload, 5)
+    yield "bytearray8", bytearray(payload), pickle.dumps(bytearray(payload), 5)
+    yield "binbytes", payload, pickle.dumps(payload, 3)
+    # a framed prefix, so part of the payload's header sits in the window
+    framed = ["head"] * 10 + [payload]
+    yield "framed", framed, pickle.dumps(framed, 4)
+
+
+@pytest.mark.parametrize("source", ["real", "bytesio", "unseekable",
+                                    "readonly"])
+def test_large_payloads_are_read_straight_into_the_result(tmp_path, source):
+    size = 24 * MEGABYTE
+    for name, obj, data in payload_pickles(size):
+        path = tmp_path / f"{name}.pkl"
+        path.write_bytes(data + b"after")
+        opener = {"real": lambda: open(path, "rb"),
+                  "bytesio": lambda: io.BytesIO(data + b"after"),
+                  "unseekable": lambda: Unseekable(data + b"after"),
+                  "readonly": lambda: ReadOnly(data + b"after")}[source]
+        file = opener()
+        if source == "bytesio":
+            # BytesIO's own copy of the data is not the loader's
+            gc.collect()
+        result, peak = peak_bytes(lambda: C_LOAD(file))
+        assert result == obj
+        assert type(result) is type(obj)
+        assert file.read() == b"after"
+        if source != "readonly":            # read() returns its own copies
+            assert peak < size * 1.05 + MEGABYTE, (name, peak / size)
+        if hasattr(file, "close"):
+            file.close()
+
+
+@pytest.mark.parametrize("opcode", ["binbytes8", "bytearray8", "binbytes"])
+@pytest.mark.parametrize("source", ["real", "bytesio", "unseekable",
+                                    "readonly"])
+def test_huge_claims_from_files_raise_truncated_without_allocating(
+        tmp_path, opcode, source):
+    body = b"\x00" * 5000
+    header = {"binbytes8": b"\x8e" + (1 << 40).to_bytes(8, "little"),
+              "bytearray8": b"\x96" + (1 << 40).to_bytes(8, "little"),
+              "binbytes": b"B" + (0xFFFFFFF0).to_bytes(4, "little")}[opcode]
+    data = b"\x80\x05" + header + body
+    path = tmp_path / "huge.pkl"
+    path.write_bytes(data)
+    opener = {"real": lambda: open(path, "rb"),
+              "bytesio": lambda: io.BytesIO(data),
+              "unseekable": lambda: Unseekable(data),
+              "readonly": lambda: ReadOnly(data)}[source]
+    file = opener()
+
+    def attempt():
+        with pytest.raises(brinery.UnpicklingError,
+                           match="pickle data was truncated"):
+            C_LOAD(file)
+    _, peak = peak_bytes(attempt)
+    if source == "real":
+        file.close()
+    # (_pickle allocates the claimed 2**40 bytes and raises MemoryError)
+    assert peak < MEGABYTE
+
+
+def test_a_file_keeping_the_readinto_view_cannot_change_the_result():
+    payload = b"\x11" * (3 * MEGABYTE)
+    data = pickle.dumps([payload, "small"], 5)
+    kept = []
+
+    class Keeper(io.BytesIO):
+        def readinto(self, buffer):
+            got = super().readinto(buffer)
+            kept.append(memoryview(buffer)[:16])   # a derived view survives
+            return got
+
+    result = C_LOAD(Keeper(data))
+    assert result == [payload, "small"]
+    for view in kept:
+        view[:] = b"\xff" * len(view)
+    assert result == [payload, "small"]
+    # and loads after that are unaffected too
+    assert C_LOAD(Keeper(data)) == [payload, "small"]
+
+
+def test_a_file_keeping_the_view_object_gets_it_released():
+    kept = []
+
+    class Keeper(io.BytesIO):
+        def readinto(self, buffer):
+            kept.append(buffer)
+            return super().readinto(buffer)
+
+    data = pickle.dumps([b"\x22" * (2 * MEGABYTE), list(range(10))], 5)
+    assert C_LOAD(Keeper(data)) == [b"\x22" * (2 * MEGABYTE),
+                                    list(range(10))]
+    for view in kept:
+        with pytest.raises(ValueError):
+            view[0] = 1
+
+
+def test_payload_then_more_pickles_in_one_file(tmp_path):
+    first = pickle.dumps(bytearray(b"\x33" * (5 * MEGABYTE)), 5)
+    second = pickle.dumps({"k": b"\x44" * (2 * MEGABYTE)}, 3)
+    path = tmp_path / "two.pkl"
+    path.write_bytes(first + second)
+    with open(path, "rb") as file:
+        assert C_LOAD(file) == bytearray(b"\x33" * (5 * MEGABYTE))
+        assert file.tell() == len(first)
+        assert C_LOAD(file) == {"k": b"\x44" * (2 * MEGABYTE)}
+        assert file.tell() == len(first) + len(second)
+        with pytest.raises(EOFError):
+            C_LOAD(file)
+
+
+def test_truncated_payload_error_note_matches_pure():
+    data = pickle.dumps(b"\x55" * (2 * MEGABYTE), 5)[:-10]
+    errors = []
+    for load in (C_LOAD, brinery._load):
+        with pytest.raises(brinery.UnpicklingError) as info:
+            load(io.BytesIO(data))
+        errors.append((str(info.value), getattr(info.value, "__notes__", [])))
+    assert errors[0] == errors[1]
