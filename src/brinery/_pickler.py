@@ -92,8 +92,13 @@ def encode_long(x):
     return result
 
 
-# "No such hook": None is a value, which CPython's C pickler calls.
+# "No such hook" (or registry entry): None is a value, which CPython's C
+# pickler calls (or rejects).
 _ABSENT = object()
+
+# The range of a C long (LP64), which CPython reads extension codes into.
+_C_LONG_MAX = (1 << 63) - 1
+_C_LONG_MIN = -(1 << 63)
 
 
 def _tp_name(cls):
@@ -1262,8 +1267,8 @@ class Pickler:
 
         proto = self.proto
         if proto >= 2:
-            code = _extension_registry.get((module_name, name))
-            if code is not None:
+            code = _extension_registry.get((module_name, name), _ABSENT)
+            if code is not _ABSENT:
                 self._write_ext(obj, code)
                 return None
         lastname = parts[-1]
@@ -1343,14 +1348,22 @@ class Pickler:
         self._memoize(obj)
 
     def _write_ext(self, obj, code):
-        if not isinstance(code, int):
+        if _versions.EXTENSION_CODE_THROUGH_INDEX:
+            code = index(code)
+        elif not isinstance(code, int):
             raise PicklingError(
                 f"Can't pickle {obj!r}: extension code {code!r} isn't an "
                 f"integer")
+        if not _C_LONG_MIN <= code <= _C_LONG_MAX:
+            raise OverflowError("Python int too large to convert to C long")
         if not 0 < code <= 0x7FFFFFFF:
+            if _versions.EXTENSION_CODE_THROUGH_INDEX:
+                raise RuntimeError(f"extension code {int(code)} is out of "
+                                   f"range")
             raise PicklingError(
-                f"Can't pickle {obj!r}: extension code {code} is out of "
-                f"range")
+                f"Can't pickle {obj!r}: extension code {int(code)} is out "
+                f"of range")
+        code = int(code)
         if code <= 0xFF:
             self._buf += EXT1 + bytes((code,))
         elif code <= 0xFFFF:

@@ -49,3 +49,12 @@ LOCAL_OBJECT_MESSAGE = (
 # save_reduce(getattr, (parent, lastname)): the parent saved (and memoized)
 # like any object.
 NESTED_NAMES_AS_GETATTR_CHAIN = _RUNNING >= (3, 13)
+
+# 3.13: an extension code from copyreg's registry is read as a C long
+# through __index__ (TypeError "... cannot be interpreted as an integer"
+# when it has none) and one out of 1..2**31-1 raises RuntimeError
+# ("extension code N is out of range"). Before, a code that is not an int
+# raised PicklingError ("Can't pickle X: extension code C isn't an
+# integer"), as did one out of range ("... is out of range"). On every
+# version a code beyond a C long raises OverflowError.
+EXTENSION_CODE_THROUGH_INDEX = _RUNNING >= (3, 13)

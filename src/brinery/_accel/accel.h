@@ -45,12 +45,14 @@
     "PickleBuffer can only be pickled with protocol >= 5"
 #  define BRINERY_LOCAL_OBJECT_FORMAT "Can't get local object %R"
 #  define BRINERY_NESTED_NAMES_AS_GETATTR_CHAIN 1
+#  define BRINERY_EXTENSION_CODE_THROUGH_INDEX 1
 #else
 #  define BRINERY_PERSISTENT_HOOKS_ARE_METHODS 0
 #  define BRINERY_PICKLEBUFFER_PROTOCOL_MESSAGE                              \
     "PickleBuffer can only pickled with protocol >= 5"
 #  define BRINERY_LOCAL_OBJECT_FORMAT "Can't pickle local object %R"
 #  define BRINERY_NESTED_NAMES_AS_GETATTR_CHAIN 0
+#  define BRINERY_EXTENSION_CODE_THROUGH_INDEX 0
 #endif
 
 /* The exception being handled, taken out of the thread state (the

@@ -2774,7 +2774,8 @@ save_picklebuffer(pickler_core *p, PyObject *obj)
 static int
 write_ext(pickler_core *p, PyObject *obj, PyObject *code_obj)
 {
-    if (!PyLong_Check(code_obj)) {
+    /* See EXTENSION_CODE_THROUGH_INDEX in accel.h. */
+    if (!BRINERY_EXTENSION_CODE_THROUGH_INDEX && !PyLong_Check(code_obj)) {
         PyErr_Format(p->st->PicklingError,
                      "Can't pickle %R: extension code %R isn't an integer",
                      obj, code_obj);
@@ -2782,13 +2783,18 @@ write_ext(pickler_core *p, PyObject *obj, PyObject *code_obj)
     }
     long code = PyLong_AsLong(code_obj);
     if (code == -1 && PyErr_Occurred()) {
-        PyErr_Clear();
-        code = 0;            /* far out of range: reported below */
+        return -1;
     }
     if (code <= 0 || code > 0x7fffffffL) {
-        PyErr_Format(p->st->PicklingError,
-                     "Can't pickle %R: extension code %S is out of range",
-                     obj, code_obj);
+        if (BRINERY_EXTENSION_CODE_THROUGH_INDEX) {
+            PyErr_Format(PyExc_RuntimeError,
+                         "extension code %ld is out of range", code);
+        }
+        else {
+            PyErr_Format(p->st->PicklingError,
+                         "Can't pickle %R: extension code %ld is out of "
+                         "range", obj, code);
+        }
         return -1;
     }
     char buf[5];
