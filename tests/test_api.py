@@ -16,6 +16,7 @@ import pickle
 import subprocess
 import sys
 import threading
+import types
 
 import pytest
 
@@ -287,8 +288,33 @@ def test_persistent_id_protocol_0_must_be_ascii(impl):
     assert_same_outcome(expected, actual)
 
 
+# Where brinery deliberately does not do what the running CPython's C
+# pickle does, with the argument. Each entry is checked by the test named.
+KNOWN_EXCEPTIONS = {
+    "test_persistent_id_as_instance_attribute": (
+        "CPython 3.13 made persistent_id/persistent_load methods of "
+        "_pickle.Pickler/_pickle.Unpickler, which have no __dict__, so "
+        "assigning them on a base-class instance raises AttributeError "
+        "('... is read-only'). brinery's Pickler and Unpickler keep an "
+        "instance __dict__ (as pickle._Pickler/_Unpickler, and _pickle "
+        "before 3.13, accept the assignment), so code written for 3.11/3.12 "
+        "keeps working; on 3.13 the oracle is the standard library's pure "
+        "pickle._Pickler/_Unpickler, which accept it too."),
+}
+
+
+def _persistent_hook_oracles():
+    """The stdlib classes that accept instance persistent hooks."""
+    if sys.version_info >= (3, 13):
+        with pytest.raises(AttributeError, match="read-only"):
+            pickle.Pickler(io.BytesIO(), 2).persistent_id = None
+        return types.SimpleNamespace(Pickler=pickle._Pickler,
+                                     Unpickler=pickle._Unpickler)
+    return pickle
+
+
 def test_persistent_id_as_instance_attribute(impl):
-    for module in (pickle, impl):
+    for module in (_persistent_hook_oracles(), impl):
         f = io.BytesIO()
         p = module.Pickler(f, 2)
         p.persistent_id = lambda obj: "pid" if obj == "swap me" else None
@@ -403,6 +429,61 @@ def test_reducer_override_errors_propagate(impl):
         P = type("P", (Boom, module.Pickler), {})
         with pytest.raises(KeyError, match="from reducer_override"):
             P(io.BytesIO(), 4).dump(catalogue.Plain())
+
+
+def _dump_with_hooks(module, obj, proto, **hooks):
+    class HookedPickler(module.Pickler):
+        pass
+    for name, value in hooks.items():
+        setattr(HookedPickler, name, value)
+    f = io.BytesIO()
+    HookedPickler(f, proto).dump(obj)
+    return f.getvalue()
+
+
+@pytest.mark.parametrize("hooks", [
+    {"reducer_override": None},
+    {"dispatch_table": {catalogue.Plain: None}},
+    {"dispatch_table": {catalogue.Plain: len}},
+], ids=["reducer_override-None", "dispatch-entry-None", "dispatch-entry-len"])
+def test_hooks_set_to_none_are_called(impl, hooks):
+    # _pickle calls what it finds, None too (TypeError), on every version.
+    obj = [catalogue.Plain()]
+    expected = outcome(_dump_with_hooks, pickle, obj, 2, **hooks)
+    assert expected.error is not None
+    assert_same_outcome(expected,
+                        outcome(_dump_with_hooks, impl, obj, 2, **hooks))
+
+
+class _Extended:
+    """A class given an extension code by the test below."""
+
+
+class _Index7:
+    """Not an int, but usable as one (__index__)."""
+
+    def __index__(self):
+        return 7
+
+    def __repr__(self):
+        return "_Index7()"
+
+
+@pytest.mark.parametrize("code", [
+    1, 255, 256, 65535, 65536, 2**31 - 1, True, 0, -1, 2**31, 2**63, -2**70,
+    None, "7", 1.5, _Index7(),
+], ids=repr)
+@pytest.mark.parametrize("proto", [2, 4])
+def test_extension_codes_from_the_registry(impl, code, proto):
+    # Put straight into copyreg's registry (add_extension refuses most of
+    # these): what the pickler does with each is version dependent.
+    key = (__name__, "_Extended")
+    copyreg._extension_registry[key] = code
+    try:
+        assert_same_outcome(outcome(pickle.dumps, _Extended, proto),
+                            outcome(impl.dumps, _Extended, proto))
+    finally:
+        del copyreg._extension_registry[key]
 
 
 # ------------------------------------------------------------ buffers

@@ -72,16 +72,17 @@ def test_golden_files_exist():
 
 # ------------------------------------------------------------ CPython 3
 
-def _py3_params():
+def _py3_params(only_running=False):
+    """Every CPython directory's files, or only the running CPython's
+    (the bytes another version writes are not this version's oracle)."""
     return [pytest.param(d, name, info,
                          id=f"{os.path.basename(d)}/{name}")
-            for d, name, info in PY3_FILES]
+            for d, name, info in PY3_FILES
+            if not only_running or os.path.abspath(d) == gen_golden.PY3_DIR]
 
 
-@pytest.mark.parametrize("directory,name,info", _py3_params())
+@pytest.mark.parametrize("directory,name,info", _py3_params(True))
 def test_dumps_writes_the_golden_bytes(impl, directory, name, info):
-    if not directory.endswith("cpython-" + RUNNING):
-        pytest.skip("golden bytes of another CPython version")
     data = _read(directory, name, info)
     obj = OBJECTS[info["object"]]
     proto = info["protocol"]

@@ -37,6 +37,7 @@ from types import FunctionType
 import _compat_pickle
 from pickle import PickleBuffer
 
+from . import _versions
 from ._errors import PicklingError
 from ._opcodes import (
     APPEND, APPENDS, BATCHSIZE, BINBYTES, BINBYTES8, BINFLOAT, BININT,
@@ -91,6 +92,15 @@ def encode_long(x):
     return result
 
 
+# "No such hook" (or registry entry): None is a value, which CPython's C
+# pickler calls (or rejects).
+_ABSENT = object()
+
+# The range of a C long (LP64), which CPython reads extension codes into.
+_C_LONG_MAX = (1 << 63) - 1
+_C_LONG_MIN = -(1 << 63)
+
+
 def _tp_name(cls):
     """The C-level tp_name of a type, as CPython's error messages show it."""
     if cls.__flags__ & (1 << 9):   # Py_TPFLAGS_HEAPTYPE
@@ -115,7 +125,7 @@ def _dotted_path(name):
     """Split a qualified name; refuse names of objects local to a function."""
     parts = name.split(".")
     if "<locals>" in parts:
-        raise AttributeError(f"Can't pickle local object {name!r}")
+        raise AttributeError(_versions.LOCAL_OBJECT_MESSAGE.format(name))
     return parts
 
 
@@ -195,7 +205,7 @@ class Pickler:
     # Hooks read at each dump() (see _read_hooks); these class-level values
     # are the defaults, in effect for the module-level dumps().
     _pers = None
-    _reducer_override = None
+    _reducer_override = _ABSENT
     _dispatch_table = None
     _save_reduce_hook = None
     _save_global_hook = None
@@ -310,7 +320,8 @@ class Pickler:
         if getattr(pers, "__func__", pers) is Pickler.persistent_id:
             pers = None
         self._pers = pers
-        self._reducer_override = getattr(self, "reducer_override", None)
+        # As CPython's C pickler: a hook set to None is called (and fails).
+        self._reducer_override = getattr(self, "reducer_override", _ABSENT)
         self._dispatch_table = getattr(self, "dispatch_table", None)
         self._save_is_overridden = cls.save is not Pickler.save
         if self._save_is_overridden:
@@ -529,7 +540,7 @@ class Pickler:
     def _save_other(self, obj, t):
         """Objects that are not of an exact builtin type."""
         reduce = self._reducer_override
-        if reduce is not None:
+        if reduce is not _ABSENT:
             rv = reduce(obj)
             if rv is not NotImplemented:
                 return self._save_reduce_result(obj, rv)
@@ -539,13 +550,13 @@ class Pickler:
             return self._save_global(obj, None)
         table = self._dispatch_table
         if table is None:
-            reduce = copyreg.dispatch_table.get(t)
+            reduce = copyreg.dispatch_table.get(t, _ABSENT)
         else:
             try:
                 reduce = table[t]
             except KeyError:
-                reduce = None
-        if reduce is not None:
+                reduce = _ABSENT
+        if reduce is not _ABSENT:
             rv = reduce(obj)
         elif issubclass(t, type):
             return self._save_global(obj, None)
@@ -722,8 +733,7 @@ class Pickler:
             self._buf += self.get(x[0])
             return None
         if self.proto < 5:
-            raise PicklingError(
-                "PickleBuffer can only pickled with protocol >= 5")
+            raise PicklingError(_versions.PICKLEBUFFER_PROTOCOL_MESSAGE)
         try:
             with obj.raw() as view:
                 readonly = view.readonly
@@ -1257,8 +1267,8 @@ class Pickler:
 
         proto = self.proto
         if proto >= 2:
-            code = _extension_registry.get((module_name, name))
-            if code is not None:
+            code = _extension_registry.get((module_name, name), _ABSENT)
+            if code is not _ABSENT:
                 self._write_ext(obj, code)
                 return None
         lastname = parts[-1]
@@ -1278,9 +1288,19 @@ class Pickler:
             return self._start_task(
                 self._task_stack_global(obj, task, name))
         if parent is not module:
+            if _versions.NESTED_NAMES_AS_GETATTR_CHAIN:
+                return self._start_task(
+                    self._task_getattr_chain(obj, module_name, parts))
             # A nested name at protocols 0-3: getattr(parent, lastname).
             return self._start_task(
                 self._task_nested_global(obj, parent, lastname))
+        self._write_global_line(module_name, name)
+        self._memoize(obj)
+        return None
+
+    def _write_global_line(self, module_name, name):
+        """GLOBAL with both names, mapped to Python 2's below protocol 3."""
+        proto = self.proto
         if self.fix_imports:
             module_name, name = _map_name_3to2(module_name, name)
         encoding = "utf-8" if proto == 3 else "ascii"
@@ -1297,8 +1317,24 @@ class Pickler:
                 f"can't pickle global identifier '{name}' using pickle "
                 f"protocol {proto}") from None
         self._buf += GLOBAL + module_bytes + b"\n" + name_bytes + b"\n"
+
+    def _task_getattr_chain(self, obj, module_name, parts):
+        """A nested name at protocols 0-3 as CPython 3.13 writes it:
+        getattr(...getattr(TOP, parts[1])..., parts[-1]), TOP a GLOBAL."""
+        with_mark = self.proto < 2     # TUPLE, not TUPLE2, closes the args
+        for _ in parts[1:]:
+            task = self._step(getattr)
+            if task is not None:
+                yield task
+            if with_mark:
+                self._buf += MARK
+        self._write_global_line(module_name, parts[0])
+        for attrname in parts[1:]:
+            task = self._step(attrname)
+            if task is not None:
+                yield task
+            self._buf += (TUPLE if with_mark else TUPLE2) + REDUCE
         self._memoize(obj)
-        return None
 
     def _task_stack_global(self, obj, pending, name):
         """The rest of STACK_GLOBAL: finish the pending task, save the
@@ -1312,14 +1348,22 @@ class Pickler:
         self._memoize(obj)
 
     def _write_ext(self, obj, code):
-        if not isinstance(code, int):
+        if _versions.EXTENSION_CODE_THROUGH_INDEX:
+            code = index(code)
+        elif not isinstance(code, int):
             raise PicklingError(
                 f"Can't pickle {obj!r}: extension code {code!r} isn't an "
                 f"integer")
+        if not _C_LONG_MIN <= code <= _C_LONG_MAX:
+            raise OverflowError("Python int too large to convert to C long")
         if not 0 < code <= 0x7FFFFFFF:
+            if _versions.EXTENSION_CODE_THROUGH_INDEX:
+                raise RuntimeError(f"extension code {int(code)} is out of "
+                                   f"range")
             raise PicklingError(
-                f"Can't pickle {obj!r}: extension code {code} is out of "
-                f"range")
+                f"Can't pickle {obj!r}: extension code {int(code)} is out "
+                f"of range")
+        code = int(code)
         if code <= 0xFF:
             self._buf += EXT1 + bytes((code,))
         elif code <= 0xFFFF:

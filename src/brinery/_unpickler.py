@@ -32,6 +32,7 @@ from struct import Struct
 
 import _compat_pickle
 
+from . import _versions
 from ._errors import UnpicklingError
 from ._pickler import _tp_name
 from ._opcodes import HIGHEST_PROTOCOL, OPCODE_BY_BYTE, OPCODES
@@ -407,6 +408,8 @@ class Unpickler:
         The default refuses: a pickle that refers to persistent objects
         needs an unpickler that knows them.
         """
+        if _versions.PERSISTENT_HOOKS_ARE_METHODS:
+            raise UnpicklingError(_versions.NO_PERSISTENT_LOAD_MESSAGE)
         raise UnpicklingError("unsupported persistent id encountered")
 
     def find_class(self, module, name):
@@ -1472,11 +1475,11 @@ class Unpickler:
     def load_ext4(self, pos):
         return self._load_ext(pos, 4)
 
+    # Before 3.13 a missing persistent_load is reported before the opcode's
+    # argument is read; since, after (see _versions).
     def load_persid(self, pos):
-        if self._pers is None:
-            raise UnpicklingError(
-                "A load persistent id instruction was encountered,\n"
-                "but no persistent_load function was specified.")
+        if self._pers is None and not _versions.PERSISTENT_HOOKS_ARE_METHODS:
+            raise UnpicklingError(_versions.NO_PERSISTENT_LOAD_MESSAGE)
         line, pos = self._readline(pos)
         try:
             pid = line[:-1].decode("ascii")
@@ -1484,15 +1487,17 @@ class Unpickler:
             raise UnpicklingError(
                 "persistent IDs in protocol 0 must be ASCII strings") \
                 from None
+        if self._pers is None:
+            raise UnpicklingError(_versions.NO_PERSISTENT_LOAD_MESSAGE)
         self.stack.append(self._pers(pid))
         return pos
 
     def load_binpersid(self, pos):
-        if self._pers is None:
-            raise UnpicklingError(
-                "A load persistent id instruction was encountered,\n"
-                "but no persistent_load function was specified.")
+        if self._pers is None and not _versions.PERSISTENT_HOOKS_ARE_METHODS:
+            raise UnpicklingError(_versions.NO_PERSISTENT_LOAD_MESSAGE)
         pid = self._pop()
+        if self._pers is None:
+            raise UnpicklingError(_versions.NO_PERSISTENT_LOAD_MESSAGE)
         self.stack.append(self._pers(pid))
         return pos
 
@@ -1634,10 +1639,14 @@ def add_items(target, opname, items):
             add(item)
 
 
+_ABSENT = object()
+
+
 def build(inst, state):
     """What BUILD does: __setstate__(state), or the default."""
-    setstate = getattr(inst, "__setstate__", None)
-    if setstate is not None:
+    # As CPython's C unpickler: a __setstate__ of None is called (and fails).
+    setstate = getattr(inst, "__setstate__", _ABSENT)
+    if setstate is not _ABSENT:
         setstate(state)
     else:
         _default_setstate(inst, state)

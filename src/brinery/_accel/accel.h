@@ -25,6 +25,83 @@
 #  error "brinery requires CPython 3.11 or newer"
 #endif
 
+/* ---------------------------------------------------------------------
+ * What differs between the CPython versions brinery follows: the table of
+ * brinery/_versions.py, chosen at compile time (see there for each entry).
+ */
+#if PY_VERSION_HEX >= 0x030C0000
+#  define BRINERY_NO_PERSISTENT_LOAD_MESSAGE                                 \
+    "A load persistent id instruction was encountered, "                     \
+    "but no persistent_load function was specified."
+#else
+#  define BRINERY_NO_PERSISTENT_LOAD_MESSAGE                                 \
+    "A load persistent id instruction was encountered,\n"                    \
+    "but no persistent_load function was specified."
+#endif
+
+#if PY_VERSION_HEX >= 0x030D0000
+#  define BRINERY_PERSISTENT_HOOKS_ARE_METHODS 1
+#  define BRINERY_PICKLEBUFFER_PROTOCOL_MESSAGE                              \
+    "PickleBuffer can only be pickled with protocol >= 5"
+#  define BRINERY_LOCAL_OBJECT_FORMAT "Can't get local object %R"
+#  define BRINERY_NESTED_NAMES_AS_GETATTR_CHAIN 1
+#  define BRINERY_EXTENSION_CODE_THROUGH_INDEX 1
+#else
+#  define BRINERY_PERSISTENT_HOOKS_ARE_METHODS 0
+#  define BRINERY_PICKLEBUFFER_PROTOCOL_MESSAGE                              \
+    "PickleBuffer can only pickled with protocol >= 5"
+#  define BRINERY_LOCAL_OBJECT_FORMAT "Can't pickle local object %R"
+#  define BRINERY_NESTED_NAMES_AS_GETATTR_CHAIN 0
+#  define BRINERY_EXTENSION_CODE_THROUGH_INDEX 0
+#endif
+
+/* The exception being handled, taken out of the thread state (the
+ * PyErr_GetRaisedException API of 3.12+; a normalized triple before). */
+typedef struct {
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *exc;
+#else
+    PyObject *type, *value, *tb;
+#endif
+} accel_saved_error;
+
+/* Take the current exception (normalized); the error indicator is clear. */
+static inline void
+accel_error_fetch(accel_saved_error *e)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    e->exc = PyErr_GetRaisedException();
+#else
+    PyErr_Fetch(&e->type, &e->value, &e->tb);
+    PyErr_NormalizeException(&e->type, &e->value, &e->tb);
+    if (e->tb != NULL && e->value != NULL) {
+        PyException_SetTraceback(e->value, e->tb);
+    }
+#endif
+}
+
+/* The exception object itself (borrowed), or NULL. */
+static inline PyObject *
+accel_error_value(accel_saved_error *e)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return e->exc;
+#else
+    return e->value;
+#endif
+}
+
+/* Raise the taken exception again (the references pass back). */
+static inline void
+accel_error_restore(accel_saved_error *e)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(e->exc);
+#else
+    PyErr_Restore(e->type, e->value, e->tb);
+#endif
+}
+
 typedef struct {
     /* brinery._errors */
     PyObject *PickleError;

@@ -295,8 +295,8 @@ Pickler_dealloc(PicklerObject *self)
 }
 
 /* The hooks for this dump: persistent_id only when overridden;
- * reducer_override and dispatch_table when defined (None counts as not
- * defined, as in the pure pickler). */
+ * reducer_override when defined (None too: it is called and fails, as in
+ * CPython's C pickler); dispatch_table when defined and not None. */
 static int
 read_hooks(PicklerObject *self)
 {
@@ -321,9 +321,6 @@ read_hooks(PicklerObject *self)
     p->pers_func = hook;
     if (lookup_attr(me, c->s_reducer_override, &hook) < 0) {
         return -1;
-    }
-    if (hook == Py_None) {
-        Py_CLEAR(hook);
     }
     p->reducer_override = hook;
     if (lookup_attr(me, c->s_dispatch_table, &hook) < 0) {

@@ -98,6 +98,7 @@ enum frame_kind {
     F_MEMOIZE,      /* then: memoize obj */
     F_WRITE1,       /* then: write one opcode byte (count) */
     F_SET_REDUCE,   /* a set below protocol 4, as (set, (list(obj),)) */
+    F_GETATTR_CHAIN, /* 3.13, protocols 0-3: getattr(...(TOP, a)..., z) */
 };
 
 typedef struct {

@@ -609,8 +609,8 @@ error:
 static void
 guard_leave(pickler_core *p, PyObject *obj)
 {
-    PyObject *type, *exc, *tb;
-    PyErr_Fetch(&type, &exc, &tb);
+    accel_saved_error saved;
+    accel_error_fetch(&saved);
     PyObject *key = PyLong_FromVoidPtr(obj);
     PyObject *value = key ? PyDict_GetItemWithError(p->unmemoized, key) : NULL;
     if (value != NULL) {
@@ -628,7 +628,7 @@ guard_leave(pickler_core *p, PyObject *obj)
     }
     Py_XDECREF(key);
     PyErr_Clear();
-    PyErr_Restore(type, exc, tb);
+    accel_error_restore(&saved);
 }
 
 static void
@@ -809,9 +809,9 @@ note_object(pickler_core *p, PyObject *obj)
     if (obj == NULL || !PyErr_Occurred()) {
         return;
     }
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
+    accel_saved_error saved;
+    accel_error_fetch(&saved);
+    PyObject *value = accel_error_value(&saved);
     if (value != NULL
         && PyObject_TypeCheck(value, (PyTypeObject *)PyExc_Exception)) {
         PyObject *label = type_label(p, obj);
@@ -827,10 +827,7 @@ note_object(pickler_core *p, PyObject *obj)
             }
         }
     }
-    if (tb != NULL && value != NULL) {
-        PyException_SetTraceback(value, tb);
-    }
-    PyErr_Restore(type, value, tb);
+    accel_error_restore(&saved);
 }
 
 /* An error is propagating: pop the frames above `base`, each adding its
@@ -839,12 +836,9 @@ note_object(pickler_core *p, PyObject *obj)
 static void
 unwind(pickler_core *p, Py_ssize_t base)
 {
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (tb != NULL && value != NULL) {
-        PyException_SetTraceback(value, tb);
-    }
+    accel_saved_error saved;
+    accel_error_fetch(&saved);
+    PyObject *value = accel_error_value(&saved);
     int notes = value != NULL
                 && PyObject_TypeCheck(value, (PyTypeObject *)PyExc_Exception);
     while (p->depth > base) {
@@ -853,7 +847,7 @@ unwind(pickler_core *p, Py_ssize_t base)
         }
         pop_frame(p);
     }
-    PyErr_Restore(type, value, tb);
+    accel_error_restore(&saved);
 }
 
 /* ============================================================ atoms */
@@ -2191,6 +2185,62 @@ step_global(pickler_core *p, save_frame *f)
     return -1;
 }
 
+/* A nested name below protocol 4 as CPython 3.13 writes it (f->a: the
+ * dotted path, f->b: the module name): getattr saved once per attribute
+ * (with a MARK each below protocol 2), the first name as a plain GLOBAL,
+ * then each attribute name and its TUPLE(2) REDUCE; obj memoized last.
+ * f->i counts the getattrs, then indexes the attribute names. */
+enum { CH_GETATTRS = 0, CH_GETATTR_DONE, CH_NAME_DONE };
+
+static PyObject *make_global_line(pickler_core *p, PyObject *module_name,
+                                  PyObject *name);
+
+static int
+step_getattr_chain(pickler_core *p, save_frame *f)
+{
+    Py_ssize_t n = PyList_GET_SIZE(f->a);
+    switch (f->phase) {
+    case CH_GETATTRS:
+        break;
+    case CH_GETATTR_DONE:
+        goto getattr_done;
+    case CH_NAME_DONE:
+        goto name_done;
+    default:
+        PyErr_SetString(PyExc_SystemError,
+                        "brinery: bad getattr chain frame phase");
+        return -1;
+    }
+    while (f->i < n - 1) {
+        SAVE_CHILD(p->st->builtins_getattr, CH_GETATTR_DONE, 0);
+    getattr_done:
+        if (p->proto < 2 && w1(p, (char)OP_MARK) < 0) {
+            return -1;
+        }
+        f->i++;
+    }
+    PyObject *line = make_global_line(p, f->b, PyList_GET_ITEM(f->a, 0));
+    if (line == NULL) {
+        return -1;
+    }
+    int r = wn(p, PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line));
+    Py_DECREF(line);
+    if (r < 0) {
+        return -1;
+    }
+    f->i = 1;
+    while (f->i < n) {
+        SAVE_CHILD(PyList_GET_ITEM(f->a, f->i), CH_NAME_DONE, 0);
+    name_done:
+        if (w1(p, (char)(p->proto < 2 ? OP_TUPLE : OP_TUPLE2)) < 0
+            || w1(p, (char)OP_REDUCE) < 0) {
+            return -1;
+        }
+        f->i++;
+    }
+    return memoize(p, f->obj);
+}
+
 /* The items of a set (f->a: a tuple of them, taken when it started) as
  * the list of (set, (list(obj),)) would be saved, then the rest of that
  * reduction: what save_reduce writes for it, without building the list
@@ -2295,6 +2345,8 @@ step(pickler_core *p, save_frame *f)
         return w1(p, (char)f->count);
     case F_SET_REDUCE:
         return step_set_reduce(p, f);
+    case F_GETATTR_CHAIN:
+        return step_getattr_chain(p, f);
     }
     PyErr_SetString(PyExc_SystemError, "brinery: bad save frame");
     return -1;
@@ -2658,7 +2710,7 @@ save_picklebuffer(pickler_core *p, PyObject *obj)
 {
     if (p->proto < 5) {
         PyErr_SetString(p->st->PicklingError,
-                        "PickleBuffer can only pickled with protocol >= 5");
+                        BRINERY_PICKLEBUFFER_PROTOCOL_MESSAGE);
         return -1;
     }
     const Py_buffer *view = PyPickleBuffer_GetBuffer(obj);
@@ -2722,7 +2774,8 @@ save_picklebuffer(pickler_core *p, PyObject *obj)
 static int
 write_ext(pickler_core *p, PyObject *obj, PyObject *code_obj)
 {
-    if (!PyLong_Check(code_obj)) {
+    /* See EXTENSION_CODE_THROUGH_INDEX in accel.h. */
+    if (!BRINERY_EXTENSION_CODE_THROUGH_INDEX && !PyLong_Check(code_obj)) {
         PyErr_Format(p->st->PicklingError,
                      "Can't pickle %R: extension code %R isn't an integer",
                      obj, code_obj);
@@ -2730,13 +2783,18 @@ write_ext(pickler_core *p, PyObject *obj, PyObject *code_obj)
     }
     long code = PyLong_AsLong(code_obj);
     if (code == -1 && PyErr_Occurred()) {
-        PyErr_Clear();
-        code = 0;            /* far out of range: reported below */
+        return -1;
     }
     if (code <= 0 || code > 0x7fffffffL) {
-        PyErr_Format(p->st->PicklingError,
-                     "Can't pickle %R: extension code %S is out of range",
-                     obj, code_obj);
+        if (BRINERY_EXTENSION_CODE_THROUGH_INDEX) {
+            PyErr_Format(PyExc_RuntimeError,
+                         "extension code %ld is out of range", code);
+        }
+        else {
+            PyErr_Format(p->st->PicklingError,
+                         "Can't pickle %R: extension code %ld is out of "
+                         "range", obj, code);
+        }
         return -1;
     }
     char buf[5];
@@ -2876,7 +2934,7 @@ dotted_path(pickler_core *p, PyObject *name)
         if (PyUnicode_Compare(PyList_GET_ITEM(path, i),
                               p->cache->s_locals) == 0) {
             PyErr_Format(PyExc_AttributeError,
-                         "Can't pickle local object %R", name);
+                         BRINERY_LOCAL_OBJECT_FORMAT, name);
             Py_DECREF(path);
             return NULL;
         }
@@ -3131,6 +3189,16 @@ save_global(pickler_core *p, PyObject *obj, PyObject *given)
         }
         f->a = Py_NewRef(module_name);
         f->b = Py_NewRef(saved_name);
+        status = 1;
+        goto done;
+    }
+    if (parent != module && BRINERY_NESTED_NAMES_AS_GETATTR_CHAIN) {
+        save_frame *f = push_frame(p, F_GETATTR_CHAIN, obj);
+        if (f == NULL) {
+            goto done;
+        }
+        f->a = Py_NewRef(path);
+        f->b = Py_NewRef(module_name);
         status = 1;
         goto done;
     }

@@ -121,6 +121,12 @@ global_entry_valid(global_entry *e, PyObject *obj)
                && ((PyCFunctionObject *)obj)->m_module == e->module_name;
     }
     if (PyType_Check(obj)) {
+        /* Setting __qualname__ does not change the type's version on
+         * 3.13 (it does not touch the type's dict): compare the name. */
+        if (PyType_HasFeature((PyTypeObject *)obj, Py_TPFLAGS_HEAPTYPE)
+            && ((PyHeapTypeObject *)obj)->ht_qualname != e->qualname) {
+            return 0;
+        }
         unsigned int version = type_version((PyTypeObject *)obj);
         unsigned int meta_version = type_version(Py_TYPE(obj));
         return version != 0 && version == e->version

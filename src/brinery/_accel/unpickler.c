@@ -1410,7 +1410,8 @@ op_build(machine *m)
     }
     PyObject *setstate;
     int rc = inbuf_lookup_attr(inst, m->ust->setstate, &setstate);
-    if (rc > 0 && setstate != Py_None) {
+    /* As CPython's C unpickler: a __setstate__ of None is called too. */
+    if (rc > 0) {
         PyObject *res = PyObject_CallOneArg(setstate, state);
         rc = res == NULL ? -1 : 0;
         Py_XDECREF(res);
@@ -1771,15 +1772,16 @@ static int
 no_persistent_load(machine *m)
 {
     PyErr_SetString(m->st->UnpicklingError,
-                    "A load persistent id instruction was encountered,\n"
-                    "but no persistent_load function was specified.");
+                    BRINERY_NO_PERSISTENT_LOAD_MESSAGE);
     return -1;
 }
 
+/* Before 3.13 a missing persistent_load is reported before the opcode's
+ * argument is read; since, after (see accel.h). */
 static int
 op_persid(machine *m)
 {
-    if (m->persistent_load == NULL) {
+    if (m->persistent_load == NULL && !BRINERY_PERSISTENT_HOOKS_ARE_METHODS) {
         return no_persistent_load(m);
     }
     Py_ssize_t len;
@@ -1797,6 +1799,10 @@ op_persid(machine *m)
                         "persistent IDs in protocol 0 must be ASCII strings");
         return -1;
     }
+    if (m->persistent_load == NULL) {
+        Py_DECREF(pid);
+        return no_persistent_load(m);
+    }
     PyObject *value = m->safe != NULL ? safe_persistent(m, pid)
                       : PyObject_CallOneArg(m->persistent_load, pid);
     Py_DECREF(pid);
@@ -1806,11 +1812,14 @@ op_persid(machine *m)
 static int
 op_binpersid(machine *m)
 {
-    if (m->persistent_load == NULL) {
+    if (m->persistent_load == NULL && !BRINERY_PERSISTENT_HOOKS_ARE_METHODS) {
         return no_persistent_load(m);
     }
     if (m->len <= m->fence) {
         return stack_error(m);
+    }
+    if (m->persistent_load == NULL) {
+        return no_persistent_load(m);
     }
     PyObject *pid = m->stack[--m->len];
     PyObject *value = m->safe != NULL ? safe_persistent(m, pid)
@@ -2956,7 +2965,9 @@ static PyObject *
 unpickler_persistent_load(UnpicklerObject *self, PyObject *pid)
 {
     PyErr_SetString(self->m.st->UnpicklingError,
-                    "unsupported persistent id encountered");
+                    BRINERY_PERSISTENT_HOOKS_ARE_METHODS
+                    ? BRINERY_NO_PERSISTENT_LOAD_MESSAGE
+                    : "unsupported persistent id encountered");
     return NULL;
 }
 

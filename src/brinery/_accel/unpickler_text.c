@@ -402,14 +402,9 @@ text_parse_memo_index(PyObject *error, const char *line, Py_ssize_t len,
 PyObject *
 text_decode_unicode(PyObject *error, const char *line, Py_ssize_t len)
 {
-    PyObject *value = PyUnicode_DecodeRawUnicodeEscape(line, len - 1, NULL);
-    if (value == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
-        /* Again through the codec registry, for the exception that
-         * str(line, "raw-unicode-escape") raises (3.12+ adds a note). */
-        PyErr_Clear();
-        value = PyUnicode_Decode(line, len - 1, "raw-unicode-escape", NULL);
-    }
-    return value;
+    /* Not through the codec registry, which adds a note on 3.13: the
+     * error is the one CPython's C unpickler raises. */
+    return PyUnicode_DecodeRawUnicodeEscape(line, len - 1, NULL);
 }
 
 PyObject *
