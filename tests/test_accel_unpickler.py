@@ -1817,3 +1817,263 @@ def test_sizeof_counts_the_storage_it_owns():
     empty = CUnpickler(io.BytesIO(pickle.dumps(0, 2)))
     empty.load()
     assert empty.__sizeof__() < unpickler.__sizeof__() - 2000 * P
+
+
+# ------------------------------------------ SETITEMS + BUILD on plain objects
+# loads() sets a plain instance's state straight from the stack when
+# SETITEMS fills a fresh state dict and BUILD follows, and fills the state
+# dict itself only if a GET fetches it. Every case below is compared with
+# the standard library (types, values, sharing, order) and the pure
+# implementation, and most are built to be refused by the fast path.
+
+MOD = __name__
+
+
+def glob(obj):
+    """GLOBAL opcode for a module-level object of this module."""
+    return b"c" + MOD.encode() + b"\n" + obj.__qualname__.encode() + b"\n"
+
+
+def ustr(text):
+    data = text.encode("utf-8", "surrogatepass")
+    return b"X" + struct.pack("<I", len(data)) + data
+
+
+def new_plain(cls=None):
+    """cls.__new__(cls) through NEWOBJ, protocol 2."""
+    return glob(cls or FusedPlain) + b")\x81"
+
+
+def state_build(pairs, put=b"q\x01"):
+    """EMPTY_DICT, a PUT, MARK, the pairs, SETITEMS, BUILD."""
+    body = b"".join(key + value for key, value in pairs)
+    return b"}" + put + b"(" + body + b"ub"
+
+
+def same_as_stdlib_and_pure(data):
+    """C loads, the C Unpickler and pure loads do the same as the stdlib
+    (errors: the same type name and message; the notes, brinery's own,
+    the same as pure)."""
+    def summary(result):
+        if result[0] == "raised":
+            return (result[0], result[1].__name__, result[2])
+        return result
+
+    expected = outcome(pickle.loads, data)
+    got = outcome(C_LOADS, data)
+    assert summary(got) == summary(expected), data
+    assert outcome(PURE_LOADS, data) == got, data
+    assert outcome(lambda d: CUnpickler(io.BytesIO(d)).load(), data) \
+        == got, data
+    return got
+
+
+class FusedPlain:
+    def __eq__(self, other):
+        return type(other) is type(self) and vars(other) == vars(self)
+
+
+class FusedWithProperty:
+    @property
+    def x(self):
+        return "property"
+
+    @x.setter
+    def x(self, value):
+        raise AssertionError("BUILD must not call a property's setter")
+
+
+class FusedGetattr:
+    def __getattr__(self, name):
+        if name == "__setstate__":
+            raise AttributeError(name)
+        return "computed"
+
+
+class FusedSetattr:
+    def __setattr__(self, name, value):
+        object.__setattr__(self, name, ("via __setattr__", value))
+
+
+def add_property_to_fused_plain():
+    """Called by REDUCE in the middle of a load: the class changes."""
+    FusedPlain.late = property(lambda self: "property",
+                               lambda self, value: None)
+    return "changed"
+
+
+@pytest.fixture
+def restore_fused_plain():
+    yield
+    if "late" in FusedPlain.__dict__:
+        del FusedPlain.late
+
+
+def test_fused_build_shared_state_dict_is_filled_on_get():
+    a = FusedPlain()
+    a.x, a.y = 1, [2]
+    for proto in range(1, 6):
+        for obj in ([a, a.__dict__], [a, a.__dict__, a.__dict__],
+                    [a.__dict__, a], {"k": a, "d": a.__dict__}):
+            data = pickle.dumps(obj, proto)
+            result = C_LOADS(data)
+            expected = pickle.loads(data)
+            assert canonical(result) == canonical(expected)
+            assert outcome(PURE_LOADS, data) == outcome(pickle.loads, data)
+    result = C_LOADS(pickle.dumps([a, a.__dict__], 2))
+    assert result[1] == {"x": 1, "y": [2]}
+    assert result[1] is not vars(result[0])
+    assert result[1]["y"] is result[0].y
+
+
+def test_fused_build_hand_made_pickles():
+    x, y = ustr("x"), ustr("y")
+    one, two = b"K\x01", b"K\x02"
+    cases = [
+        # The state dict fetched by BINGET, by LONG_BINGET and by GET.
+        b"\x80\x02(" + new_plain() + state_build([(x, one)]) + b"h\x01l.",
+        b"\x80\x02(" + new_plain() + state_build([(x, one)], b"r\x01\x00\x00\x00")
+        + b"j\x01\x00\x00\x00l.",
+        b"\x80\x02(" + new_plain() + state_build([(x, one)]) + b"g1\nl.",
+        # MEMOIZE, then the dict fetched twice and extended by SETITEM.
+        b"\x80\x04(" + new_plain() + state_build([(x, one)], b"\x94")
+        + b"h\x00" + y + two + b"sh\x00l.",
+        # Duplicate keys: the last value wins, the first position stays.
+        b"\x80\x02(" + new_plain() + state_build([(x, one), (y, two),
+                                                  (x, two)])
+        + b"h\x01l.",
+        # Not memoized at all: nobody else sees the dict.
+        b"\x80\x02(" + new_plain() + state_build([(x, one)], b"") + b"l.",
+        # Put twice: the second entry must see the items.
+        b"\x80\x02(" + new_plain() + state_build([(x, one)], b"q\x01q\x02")
+        + b"h\x02h\x01l.",
+        # The index is reused for another object before the GET.
+        b"\x80\x02(" + new_plain() + state_build([(x, one)])
+        + b"K\x07q\x01h\x01l.",
+        # Decreasing memo indices: the second is not deferred.
+        b"\x80\x02(" + new_plain() + state_build([(x, one)], b"q\x05")
+        + new_plain() + state_build([(y, two)], b"q\x03")
+        + b"h\x05h\x03l.",
+        # The same object built twice, the second time with the same dict.
+        b"\x80\x02(" + new_plain() + b"q\x00" + state_build([(x, one)])
+        + b"0h\x00h\x01bh\x01l.",
+        # Non-str key, str subclass of a key impossible here: int key.
+        b"\x80\x02(" + new_plain() + state_build([(x, one), (one, two)])
+        + b"h\x01l.",
+        # A dict that already has items (fetched, then SETITEMS again).
+        b"\x80\x02(" + new_plain() + state_build([(x, one)])
+        + b"0" + new_plain() + b"h\x01(" + y + two + b"ubh\x01l.",
+    ]
+    for data in cases:
+        expected = same_as_stdlib_and_pure(data)
+        assert expected[0] == "returned", (data, expected)
+
+
+def test_fused_build_errors_match():
+    x = ustr("x")
+    cases = [
+        # Odd number of items: SETITEMS's error.
+        b"\x80\x02" + new_plain() + b"}q\x01(" + x + b"ub.",
+        # No instance under the dict: BUILD's stack underflow.
+        b"\x80\x02}q\x01(" + x + b"K\x01ub.",
+        b"\x80\x02(}q\x01(" + x + b"K\x01ub.",
+        # BUILD on something that has no __dict__.
+        b"\x80\x02K\x05}q\x01(" + x + b"K\x01ub.",
+        b"\x80\x02" + glob(FusedPlain) + b"}q\x01(" + x + b"K\x01ub.",
+        # Truncated right after BUILD.
+        b"\x80\x02" + new_plain() + b"}q\x01(" + x + b"K\x01ub",
+    ]
+    for data in cases:
+        expected = same_as_stdlib_and_pure(data)
+        assert expected[0] == "raised", (data, expected)
+
+
+def test_fused_build_refused_where_build_differs():
+    x = ustr("x")
+    for cls in (FusedWithProperty, FusedGetattr, FusedSetattr, WithSetstate,
+                SlottedWithDict, Slotted, DictSubclass):
+        data = b"\x80\x02(" + new_plain(cls) + state_build([(x, b"K\x01")]) \
+            + b"h\x01l."
+        same_as_stdlib_and_pure(data)
+    result = C_LOADS(b"\x80\x02" + new_plain(FusedWithProperty)
+                     + state_build([(x, b"K\x01")]) + b".")
+    assert vars(result) == {"x": 1}
+    result = C_LOADS(b"\x80\x02" + new_plain(FusedSetattr)
+                     + state_build([(x, b"K\x01")]) + b".")
+    assert vars(result) == {"x": 1}
+
+
+def test_fused_build_instance_level_setstate():
+    # The first BUILD gives the instance a __setstate__ attribute (a
+    # function found by name); the second BUILD must call it.
+    data = (b"\x80\x02" + new_plain() + b"q\x00"
+            + state_build([(ustr("__setstate__"), glob(record_setstate))])
+            + b"0h\x00" + state_build([(ustr("x"), b"K\x01")], b"q\x02")
+            + b".")
+    calls.clear()
+    expected = outcome(pickle.loads, data)
+    assert calls == [{"x": 1}]
+    calls.clear()
+    assert outcome(C_LOADS, data) == expected
+    assert calls == [{"x": 1}]
+
+
+calls = []
+
+
+def record_setstate(state):
+    calls.append(dict(state))
+
+
+def test_fused_build_follows_class_changes(restore_fused_plain):
+    # REDUCE adds a data descriptor named like a later state key in the
+    # middle of the load: the second BUILD must write __dict__ directly.
+    late = ustr("late")
+    data = (b"\x80\x02(" + new_plain() + state_build([(late, b"K\x01")])
+            + glob(add_property_to_fused_plain) + b")R"
+            + new_plain() + state_build([(late, b"K\x02")], b"q\x02")
+            + b"h\x01h\x02l.")
+    first = C_LOADS(data)
+    del FusedPlain.late
+    second = pickle.loads(data)
+    del FusedPlain.late
+    assert [vars(first[0]), first[1], vars(first[2]), first[3], first[4]] \
+        == [vars(second[0]), second[1], vars(second[2]), second[3],
+            second[4]]
+    assert vars(first[2]) == {"late": 2}
+
+
+def test_fused_build_keys_are_interned_and_state_keys_kept():
+    key = "".join(["fused", "_key"])       # not interned by the compiler
+    obj = FusedPlain()
+    setattr(obj, key, 1)
+    for loads in (C_LOADS, pickle.loads):
+        result = loads(pickle.dumps([obj, obj.__dict__], 2))
+        (name,) = vars(result[0])
+        assert name is sys.intern(name)
+        assert list(result[1]) == [key]
+
+
+def test_fused_build_no_leaks():
+    a = FusedPlain()
+    a.x = [1]
+    data = pickle.dumps([a, a.__dict__, [a] * 3], 2)
+    bad = data[:-2] + b"\xff."
+    C_LOADS(data)
+    gc.collect()
+    before = sys.gettotalrefcount() if hasattr(sys, "gettotalrefcount") \
+        else None
+    tracemalloc.start()
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        for _ in range(2000):
+            C_LOADS(data)
+            with pytest.raises(brinery.UnpicklingError):
+                C_LOADS(bad)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - start
+    finally:
+        tracemalloc.stop()
+    assert grown < 64 * 1024
+    if before is not None:  # pragma: no cover - debug builds only
+        assert sys.gettotalrefcount() - before < 100

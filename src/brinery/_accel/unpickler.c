@@ -145,6 +145,9 @@ memo_missing(machine *m, Py_ssize_t index)
 /* ------------------------------------------------------- stack & marks */
 
 static void intern_cache_clear(machine *m);
+static void deferred_release(machine *m);
+static int deferred_fill(machine *m, Py_ssize_t index, PyObject *value);
+static int op_setitems(machine *m);
 
 /* Field by field: a machine is set up for every loads() call, and its
  * inline arrays need no clearing. */
@@ -172,6 +175,16 @@ machine_init(machine *m, accel_state *st)
     m->find_class = NULL;
     m->persistent_load = NULL;
     m->intern_cache = NULL;
+    m->plain_type = NULL;
+    m->plain_version = 0;
+    m->fresh_dict = NULL;
+    m->fresh_dict_index = -1;
+    m->deferred = NULL;
+    m->ndeferred = 0;
+    m->deferred_capacity = 0;
+    m->deferred_items = NULL;
+    m->ndeferred_items = 0;
+    m->deferred_items_capacity = 0;
     m->safe = NULL;
 }
 
@@ -350,6 +363,7 @@ machine_clear(machine *m)
         m->marks_capacity = MACHINE_INLINE_MARKS;
     }
     intern_cache_clear(m);
+    deferred_release(m);
     load_memo_clear(&m->memo);
     inbuf_close(&m->in);
     Py_CLEAR(m->encoding);
@@ -373,6 +387,7 @@ machine_release(machine *m)
         PyMem_Free(m->marks);
     }
     intern_cache_clear(m);
+    deferred_release(m);
     load_memo_release(&m->memo);
     if (m->in.held != NULL && m->in.file == NULL && !m->in.has_view) {
         Py_CLEAR(m->in.held);       /* loads() of bytes: nothing else */
@@ -869,6 +884,9 @@ op_get(machine *m)
     if (value == NULL) {
         return memo_missing(m, index);
     }
+    if (UNLIKELY(m->ndeferred > 0) && deferred_fill(m, index, value) < 0) {
+        return -1;
+    }
     return stack_push(m, Py_NewRef(value));
 }
 
@@ -1201,13 +1219,36 @@ items_next(items_iter *it, PyObject **key, PyObject **value)
 
 /* ------------------------------------------------ BUILD's interned keys */
 
-#define INTERN_CACHE_SIZE 64    /* a power of two */
+#define INTERN_CACHE_BITS 6
+#define INTERN_CACHE_SIZE (1 << INTERN_CACHE_BITS)
 
 struct intern_slot {
     PyObject *key;              /* a key object seen in this load (held, so
                                    its address is not reused) */
     PyObject *interned;         /* its interned equal */
+    /* fused_setitems_build found that no data descriptor of this type
+     * (at this version tag, which changes with the type) has the key's
+     * name; address only. */
+    PyTypeObject *plain_type;
+    unsigned int plain_version;
 };
+
+/* The slot for key: by address, spread by a multiplicative hash (the
+ * low bits of small objects' addresses vary little). NULL when the cache
+ * could not be allocated. */
+static inline struct intern_slot *
+intern_slot_of(machine *m, PyObject *key)
+{
+    if (m->intern_cache == NULL) {
+        m->intern_cache = PyMem_Calloc(INTERN_CACHE_SIZE,
+                                       sizeof(struct intern_slot));
+        if (m->intern_cache == NULL) {
+            return NULL;
+        }
+    }
+    uint64_t h = (uint64_t)(uintptr_t)key * UINT64_C(0x9E3779B97F4A7C15);
+    return &m->intern_cache[h >> (64 - INTERN_CACHE_BITS)];
+}
 
 static void
 intern_cache_clear(machine *m)
@@ -1231,17 +1272,9 @@ intern_key(machine *m, PyObject *key)
     if (PyUnicode_CHECK_INTERNED(key)) {
         return Py_NewRef(key);
     }
-    if (m->intern_cache == NULL) {
-        m->intern_cache = PyMem_Calloc(INTERN_CACHE_SIZE,
-                                       sizeof(struct intern_slot));
-    }
-    struct intern_slot *slot = NULL;
-    if (m->intern_cache != NULL) {
-        slot = &m->intern_cache[((uintptr_t)key >> 4)
-                                & (INTERN_CACHE_SIZE - 1)];
-        if (slot->key == key) {
-            return Py_NewRef(slot->interned);
-        }
+    struct intern_slot *slot = intern_slot_of(m, key);
+    if (slot != NULL && slot->key == key) {
+        return Py_NewRef(slot->interned);
     }
     PyObject *interned = Py_NewRef(key);
     PyUnicode_InternInPlace(&interned);
@@ -1249,6 +1282,7 @@ intern_key(machine *m, PyObject *key)
         PyObject *old_key = slot->key, *old_interned = slot->interned;
         slot->key = Py_NewRef(key);
         slot->interned = Py_NewRef(interned);
+        slot->plain_type = NULL;
         Py_XDECREF(old_key);
         Py_XDECREF(old_interned);
     }
@@ -1395,6 +1429,25 @@ slots:
     return 0;
 }
 
+/* BUILD once inst.__setstate__ has been looked up (rc and setstate as
+ * inbuf_lookup_attr gives them); releases state and setstate. */
+static int
+build_after_lookup(machine *m, PyObject *inst, PyObject *state, int rc,
+                   PyObject *setstate)
+{
+    if (rc > 0 && setstate != Py_None) {
+        PyObject *res = PyObject_CallOneArg(setstate, state);
+        rc = res == NULL ? -1 : 0;
+        Py_XDECREF(res);
+    }
+    else if (rc >= 0) {
+        rc = default_setstate(m, inst, state);
+    }
+    Py_XDECREF(setstate);
+    Py_DECREF(state);
+    return rc;
+}
+
 static int
 op_build(machine *m)
 {
@@ -1410,17 +1463,243 @@ op_build(machine *m)
     }
     PyObject *setstate;
     int rc = inbuf_lookup_attr(inst, m->ust->setstate, &setstate);
-    if (rc > 0 && setstate != Py_None) {
-        PyObject *res = PyObject_CallOneArg(setstate, state);
-        rc = res == NULL ? -1 : 0;
-        Py_XDECREF(res);
+    return build_after_lookup(m, inst, state, rc, setstate);
+}
+
+/* ---------------------------------- SETITEMS + BUILD on a plain instance
+ *
+ * A plain instance pickles as NEWOBJ, EMPTY_DICT, PUT, MARK, key, value,
+ * ..., SETITEMS, BUILD: CPython fills the state dict, then copies it into
+ * the instance's __dict__, and the state dict lives on in the memo. When
+ * SETITEMS fills a fresh, empty dict that nothing but the stack and one
+ * memo entry holds, and BUILD follows on an instance whose BUILD would set
+ * these str keys through the generic setattr (setstate_as_attributes'
+ * conditions), the items go straight from the stack to the instance's
+ * attributes, and the dict itself is only filled if a GET fetches it
+ * (deferred_fill): the same objects come out, for less work. */
+
+struct deferred_dict {
+    Py_ssize_t index;           /* memo index */
+    PyObject *dict;             /* owned: the empty dict put there */
+    Py_ssize_t start;           /* its items in m->deferred_items */
+    Py_ssize_t n;               /* 2 * number of items; -1 once filled */
+};
+
+static void
+deferred_release(machine *m)
+{
+    for (Py_ssize_t i = 0; i < m->ndeferred; i++) {
+        Py_DECREF(m->deferred[i].dict);
     }
-    else if (rc >= 0) {
-        rc = default_setstate(m, inst, state);
+    for (Py_ssize_t i = 0; i < m->ndeferred_items; i++) {
+        Py_DECREF(m->deferred_items[i]);
     }
-    Py_XDECREF(setstate);
-    Py_DECREF(state);
-    return rc;
+    PyMem_Free(m->deferred);
+    PyMem_Free(m->deferred_items);
+    m->deferred = NULL;
+    m->deferred_items = NULL;
+    m->ndeferred = m->deferred_capacity = 0;
+    m->ndeferred_items = m->deferred_items_capacity = 0;
+}
+
+/* GET of memo[index] == value: fill value first if it is a deferred
+ * state dict. Returns 0 or -1. */
+static int
+deferred_fill(machine *m, Py_ssize_t index, PyObject *value)
+{
+    if (!PyDict_CheckExact(value) || PyDict_GET_SIZE(value) != 0) {
+        return 0;
+    }
+    Py_ssize_t lo = 0, hi = m->ndeferred;
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        if (m->deferred[mid].index < index) {
+            lo = mid + 1;
+        }
+        else {
+            hi = mid;
+        }
+    }
+    if (lo == m->ndeferred || m->deferred[lo].index != index) {
+        return 0;
+    }
+    struct deferred_dict *d = &m->deferred[lo];
+    if (d->dict != value || d->n < 0) {
+        return 0;
+    }
+    PyObject **items = m->deferred_items + d->start;
+    Py_ssize_t n = d->n;
+    d->n = -1;
+    for (Py_ssize_t i = 0; i < n; i += 2) {
+        if (PyDict_SetItem(value, items[i], items[i + 1]) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Record the items stack[mark:len] (references moved) for dict, put at
+ * memo index `index`. Returns 0 or -1 (nothing moved). */
+static int
+deferred_add(machine *m, Py_ssize_t index, PyObject *dict, Py_ssize_t mark)
+{
+    Py_ssize_t n = m->len - mark;
+    if (m->ndeferred == m->deferred_capacity) {
+        Py_ssize_t capacity = m->deferred_capacity ? 2 * m->deferred_capacity
+                                                   : 64;
+        struct deferred_dict *deferred = PyMem_Realloc(
+            m->deferred, (size_t)capacity * sizeof(*deferred));
+        if (deferred == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        m->deferred = deferred;
+        m->deferred_capacity = capacity;
+    }
+    if (m->deferred_items_capacity - m->ndeferred_items < n) {
+        Py_ssize_t capacity = m->deferred_items_capacity
+                              ? m->deferred_items_capacity : 512;
+        while (capacity - m->ndeferred_items < n) {
+            capacity *= 2;
+        }
+        PyObject **items = PyMem_Realloc(
+            m->deferred_items, (size_t)capacity * sizeof(PyObject *));
+        if (items == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        m->deferred_items = items;
+        m->deferred_items_capacity = capacity;
+    }
+    struct deferred_dict *d = &m->deferred[m->ndeferred++];
+    d->index = index;
+    d->dict = Py_NewRef(dict);
+    d->start = m->ndeferred_items;
+    d->n = n;
+    memcpy(m->deferred_items + m->ndeferred_items, m->stack + mark,
+           (size_t)n * sizeof(PyObject *));
+    m->ndeferred_items += n;
+    m->len = mark;
+    return 0;
+}
+
+/* SETITEMS with BUILD next (m->pos is at BUILD). Returns 0 when the pair
+ * does not qualify (nothing done, no exception), 1 when both ran (m->pos
+ * after BUILD), -1 on error (*at_build set when BUILD raised). */
+static int
+fused_setitems_build(machine *m, int *at_build)
+{
+    if (m->nmarks == 0) {
+        return 0;
+    }
+    Py_ssize_t mark = m->marks[m->nmarks - 1];
+    Py_ssize_t below = m->nmarks > 1 ? m->marks[m->nmarks - 2] : 0;
+    Py_ssize_t n = m->len - mark;
+    if (mark - 2 < below || n == 0 || n % 2) {
+        return 0;               /* the stack errors are SETITEMS's */
+    }
+    PyObject *dict = m->stack[mark - 1];
+    PyObject *inst = m->stack[mark - 2];
+    if (!PyDict_CheckExact(dict) || PyDict_GET_SIZE(dict) != 0) {
+        return 0;
+    }
+    /* Who else sees the dict: nobody, or memo[index] alone (an index
+     * above the recorded ones, so that they stay sorted). */
+    Py_ssize_t index = -1;
+    if (Py_REFCNT(dict) != 1) {
+        index = m->fresh_dict_index;
+        if (Py_REFCNT(dict) != 2 || dict != m->fresh_dict || index < 0
+            || load_memo_lookup(&m->memo, index) != dict
+            || (m->ndeferred > 0
+                && m->deferred[m->ndeferred - 1].index >= index)) {
+            return 0;
+        }
+    }
+    PyTypeObject *type = Py_TYPE(inst);
+    if (type->tp_setattro != PyObject_GenericSetAttr
+        || type->tp_getattro != PyObject_GenericGetAttr) {
+        return 0;
+    }
+    /* A valid version tag changes whenever the type (or a base) does. */
+    unsigned int version = PyType_HasFeature(type,
+                                             Py_TPFLAGS_VALID_VERSION_TAG)
+                           ? type->tp_version_tag : 0;
+    if (version == 0 || type != m->plain_type
+        || version != m->plain_version) {
+        if (_PyType_Lookup(type, m->ust->setstate) != NULL) {
+            return 0;
+        }
+        PyObject *dict_descr = _PyType_Lookup(type, m->ust->dict);
+        if (dict_descr == NULL
+            || !Py_IS_TYPE(dict_descr, &PyGetSetDescr_Type)) {
+            return 0;
+        }
+        version = PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG)
+                  ? type->tp_version_tag : 0;
+        m->plain_type = version != 0 ? type : NULL;
+        m->plain_version = version;
+    }
+    for (Py_ssize_t i = mark; i < m->len; i += 2) {
+        PyObject *key = m->stack[i];
+        if (!PyUnicode_CheckExact(key)) {
+            return 0;
+        }
+        struct intern_slot *slot = intern_slot_of(m, key);
+        if (version != 0 && slot != NULL && slot->key == key
+            && slot->plain_type == type && slot->plain_version == version) {
+            continue;
+        }
+        PyObject *descr = _PyType_Lookup(type, key);
+        if (descr != NULL && Py_TYPE(descr)->tp_descr_set != NULL) {
+            return 0;
+        }
+    }
+    /* The type has no __setstate__; the instance may (in its __dict__).
+     * From here on both opcodes run, whatever the lookup finds. */
+    PyObject *setstate;
+    int rc = inbuf_lookup_attr(inst, m->ust->setstate, &setstate);
+    if (rc != 0) {
+        /* Found or failed: SETITEMS as usual, then BUILD with it. */
+        if (op_setitems(m) < 0) {
+            Py_XDECREF(setstate);
+            return -1;
+        }
+        *at_build = 1;
+        m->pos += 1;
+        PyObject *state = m->stack[--m->len];
+        return build_after_lookup(m, inst, state, rc, setstate) < 0 ? -1 : 1;
+    }
+    *at_build = 1;
+    m->pos += 1;
+    m->nmarks--;
+    m->fence = below;
+    for (Py_ssize_t i = mark; i < m->len; i += 2) {
+        PyObject *name = intern_key(m, m->stack[i]);
+        if (name == NULL) {
+            return -1;
+        }
+        struct intern_slot *slot = intern_slot_of(m, m->stack[i]);
+        if (version != 0 && slot != NULL && slot->key == m->stack[i]) {
+            slot->plain_type = type;
+            slot->plain_version = version;
+        }
+        int set_rc = PyObject_GenericSetAttr(inst, name, m->stack[i + 1]);
+        Py_DECREF(name);
+        if (set_rc < 0) {
+            return -1;
+        }
+    }
+    if (index >= 0) {
+        if (deferred_add(m, index, dict, mark) < 0) {
+            return -1;
+        }
+    }
+    else {
+        stack_drop_to(m, mark);
+    }
+    m->len--;                   /* the dict, popped by BUILD */
+    Py_DECREF(dict);
+    return 1;
 }
 
 /* APPEND(S) on something that is not a list: extend(items) when it has
@@ -2116,6 +2395,15 @@ machine_run(machine *m)
             DISPATCH();
         TARGET(OP_EMPTY_DICT)
             PUSH(PyDict_New());
+            /* Where it goes in the memo, for fused_setitems_build. */
+            m->fresh_dict = m->stack[m->len - 1];
+            m->fresh_dict_index =
+                pos >= end ? -1
+                : data[pos] == OP_MEMOIZE ? load_memo_size(&m->memo)
+                : data[pos] == OP_BINPUT && end - pos >= 2 ? data[pos + 1]
+                : data[pos] == OP_LONG_BINPUT && end - pos >= 5
+                ? (Py_ssize_t)read_u32(data + pos + 1)
+                : -1;
             TAKE_MEMO_OPCODE();
             DISPATCH();
         TARGET(OP_EMPTY_TUPLE)
@@ -2149,6 +2437,26 @@ machine_run(machine *m)
             CALL(op_setitem(m));
             DISPATCH();
         TARGET(OP_SETITEMS)
+            if (pos < end && data[pos] == OP_BUILD && m->owner == NULL
+                && !safe_mode) {
+                /* SETITEMS then BUILD, fused when it can be (nothing is
+                 * done when it returns 0). */
+                int at_build = 0;
+                m->pos = pos;
+                int rc_ = fused_setitems_build(m, &at_build);
+                if (rc_ != 0) {
+                    if (at_build) {
+                        op = OP_BUILD;
+                        op_offset = base + pos;
+                    }
+                    RELOAD();
+                    pos = m->pos;
+                    if (UNLIKELY(rc_ < 0)) {
+                        goto error;
+                    }
+                    DISPATCH();
+                }
+            }
             CALL(op_setitems(m));
             DISPATCH();
         TARGET(OP_ADDITEMS)
@@ -2256,6 +2564,10 @@ machine_run(machine *m)
             PyObject *value = load_memo_lookup(&m->memo, index);
             if (UNLIKELY(value == NULL)) {
                 memo_missing(m, index);
+                goto error;
+            }
+            if (UNLIKELY(m->ndeferred > 0)
+                && deferred_fill(m, index, value) < 0) {
                 goto error;
             }
             PUSH(Py_NewRef(value));
