@@ -2077,3 +2077,134 @@ def test_fused_build_no_leaks():
     assert grown < 64 * 1024
     if before is not None:  # pragma: no cover - debug builds only
         assert sys.gettotalrefcount() - before < 100
+
+
+# ----------------------------------------------------------- short UTF-8 text
+# Non-ASCII text up to 128 bytes is decoded by brinery itself; longer text
+# and invalid input go to CPython's decoder. Both must give what the
+# standard library gives: the same characters in the narrowest kind (so
+# equal strings hash equal), lone surrogates passed through, the same
+# UnicodeDecodeError.
+
+TEXT_ALPHABETS = [
+    "abcXYZ 09",
+    "".join(map(chr, range(0xA0, 0x100))),             # Latin-1: 1 byte/char
+    "".join(map(chr, range(0x400, 0x450))),            # Cyrillic: 2 bytes
+    "".join(map(chr, range(0x4E00, 0x4E40))),          # CJK: 3 bytes
+    "\U0001F600\U0001F64F\U0010FFFF\U00010000",         # 4 bytes
+    "\x7f\x80\u07ff\u0800\uffff\ud800\udbff\udc00\udfff",  # edges, surrogates
+]
+
+
+def text_pickle(data, opcode=b"X"):
+    size = struct.pack("<I", len(data)) if opcode == b"X" \
+        else struct.pack("<B", len(data))
+    return b"\x80\x04" + opcode + size + data + b"."
+
+
+@pytest.mark.parametrize("length", [1, 2, 7, 8, 9, 15, 16, 17, 63, 64, 65,
+                                    120, 127, 128, 129, 200])
+def test_short_text_decodes_like_stdlib(length):
+    rng = random.Random(length)
+    for _ in range(200):
+        alphabets = rng.sample(TEXT_ALPHABETS, rng.randint(1, 3))
+        chars = "".join(rng.choice(alphabets) for _ in range(length))
+        text = "".join(rng.choice(chars) for _ in range(length))
+        prefix = "a" * rng.choice([0, 0, 3, 8, 20])
+        text = prefix + text
+        data = text.encode("utf-8", "surrogatepass")
+        for opcode in (b"X", b"\x8c") if len(data) < 256 else (b"X",):
+            result = C_LOADS(text_pickle(data, opcode))
+            assert type(result) is str
+            assert result == text
+            assert hash(result) == hash(text)
+            if len(text) == 1 and ord(text) < 256:
+                # CPython shares these; its decoder returns the shared one.
+                assert result is pickle.loads(text_pickle(data, opcode))
+            else:
+                # Narrowest kind: as large as a fresh copy.
+                assert sys.getsizeof(result) == sys.getsizeof(
+                    "".join(list(text))), text
+
+
+@pytest.mark.parametrize("bad", [
+    b"\x80", b"\xbf", b"\xc0\x80", b"\xc1\xbf", b"\xc2", b"\xc2A",
+    b"\xe0\x80\x80", b"\xe0\x9f\xbf", b"\xe1\x80", b"\xe1\x80A", b"\xed\xa0",
+    b"\xf0\x80\x80\x80", b"\xf0\x8f\xbf\xbf", b"\xf4\x90\x80\x80",
+    b"\xf5\x80\x80\x80", b"\xff", b"\xf0\x9f\x98",
+])
+def test_invalid_short_text_raises_like_stdlib(bad):
+    for prefix in (b"", b"abc", b"\xd0\xb6" * 3, b"x" * 40, b"\xc3\xa9" * 70):
+        for suffix in (b"", b"tail", b"\xe4\xb8\x80"):
+            data = text_pickle(prefix + bad + suffix)
+            expected = outcome(pickle.loads, data)
+            got = outcome(C_LOADS, data)
+            assert got[0] == expected[0] == "raised"
+            assert (got[1].__name__, got[2]) == (expected[1].__name__,
+                                                 expected[2]), data
+            assert outcome(PURE_LOADS, data) == got
+
+
+# ------------------------------------------- bytes below protocol 3 (latin1)
+# Below protocol 3 bytes pickle as _codecs.encode(text, "latin1"); loads
+# builds them without the codec lookup when the call is exactly that.
+
+def encode_call(text_op, encoding=b"latin1"):
+    return (b"\x80\x02c_codecs\nencode\n" + text_op
+            + b"X" + struct.pack("<I", len(encoding)) + encoding + b"\x86R.")
+
+
+def test_bytes_below_protocol_3_like_stdlib():
+    values = [b"", b"a", b"\x00", b"\xff", bytes(range(256)), b"abc" * 100,
+              [b"x", b"x", b"\x80\x81"], {b"k": b"v"}]
+    for proto in (0, 1, 2):
+        for value in values:
+            data = pickle.dumps(value, proto)
+            result = C_LOADS(data)
+            assert canonical(result) == canonical(pickle.loads(data))
+            assert result == value
+    # One-byte results are CPython's shared singletons, as the codec's.
+    assert C_LOADS(pickle.dumps(b"q", 2)) is pickle.loads(
+        pickle.dumps(b"q", 2))
+
+
+def test_latin1_call_that_must_reach_the_codec():
+    cases = [
+        encode_call(ustr("\u0100")),                 # not latin-1: raises
+        encode_call(ustr("\xe9t\xe9"), b"latin-1"),  # another spelling
+        encode_call(ustr("\xe9t\xe9"), b"utf-8"),
+        encode_call(ustr("abc"), b"LATIN1"),
+        encode_call(ustr("\udc80"), b"latin1"),
+        encode_call(b"C\x03abc", b"latin1"),         # bytes, not str
+    ]
+    for data in cases:
+        expected = outcome(pickle.loads, data)
+        got = outcome(C_LOADS, data)
+        if expected[0] == "raised":
+            assert (got[1].__name__, got[2]) == (expected[1].__name__,
+                                                 expected[2]), data
+        else:
+            assert got == expected, data
+        assert outcome(PURE_LOADS, data) == got
+
+
+def test_latin1_shortcut_only_for_codecs_encode_itself(monkeypatch):
+    calls = []
+
+    def fake_encode(text, encoding):
+        calls.append((text, encoding))
+        return "replaced"
+
+    class Redirecting(CUnpickler):
+        def find_class(self, module, name):
+            if (module, name) == ("_codecs", "encode"):
+                return fake_encode
+            return super().find_class(module, name)
+
+    data = pickle.dumps(b"abc", 2)
+    assert Redirecting(io.BytesIO(data)).load() == "replaced"
+    assert calls == [("abc", "latin1")]
+    import _codecs
+    monkeypatch.setattr(_codecs, "encode", fake_encode)
+    assert C_LOADS(data) == "replaced"
+    assert calls == [("abc", "latin1")] * 2

@@ -147,7 +147,7 @@ memo_missing(machine *m, Py_ssize_t index)
 static void intern_cache_clear(machine *m);
 static void deferred_release(machine *m);
 static int deferred_fill(machine *m, Py_ssize_t index, PyObject *value);
-static int op_setitems(machine *m);
+static ALWAYS_INLINE int op_setitems(machine *m);
 
 /* Field by field: a machine is set up for every loads() call, and its
  * inline arrays need no clearing. */
@@ -494,125 +494,122 @@ fetch_opcode(machine *m, Py_ssize_t pos)
 
 #define HIGH_BITS UINT64_C(0x8080808080808080)
 
-/* The code point of the valid multi-byte sequence at s[0] (its lead byte
- * is at least 0xC2); *len receives its length. */
-static ALWAYS_INLINE Py_UCS4
-utf8_sequence(const unsigned char *s, int *len)
-{
-    unsigned int c = s[0];
-    if (c < 0xE0) {
-        *len = 2;
-        return (c & 0x1F) << 6 | (s[1] & 0x3F);
-    }
-    if (c < 0xF0) {
-        *len = 3;
-        return (c & 0x0F) << 12 | (Py_UCS4)(s[1] & 0x3F) << 6 | (s[2] & 0x3F);
-    }
-    *len = 4;
-    return (c & 0x07) << 18 | (Py_UCS4)(s[1] & 0x3F) << 12
-           | (Py_UCS4)(s[2] & 0x3F) << 6 | (s[3] & 0x3F);
-}
+/* The longest text (in bytes) that decode_utf8_wide decodes itself, into
+ * a buffer on the C stack. */
+#define WIDE_STACK_CHARS 128
 
-/* The length of the valid sequence at s[0] (lead byte >= 0x80, n bytes
- * left), or 0 when it is not strict UTF-8 (encoded surrogates, ED A0..BF
- * xx, are accepted as the "surrogatepass" error handler does). */
-static ALWAYS_INLINE int
-utf8_valid_length(const unsigned char *s, Py_ssize_t n)
-{
-    unsigned int c = s[0];
-    if (c < 0xC2) {
-        return 0;                       /* continuation byte or overlong */
-    }
-    if (c < 0xE0) {
-        return n >= 2 && (s[1] & 0xC0) == 0x80 ? 2 : 0;
-    }
-    if (c < 0xF0) {
-        return n >= 3 && (s[1] & 0xC0) == 0x80 && (s[2] & 0xC0) == 0x80
-               && !(c == 0xE0 && s[1] < 0xA0) ? 3 : 0;
-    }
-    if (c < 0xF5) {
-        return n >= 4 && (s[1] & 0xC0) == 0x80 && (s[2] & 0xC0) == 0x80
-               && (s[3] & 0xC0) == 0x80 && !(c == 0xF0 && s[1] < 0x90)
-               && !(c == 0xF4 && s[1] >= 0x90) ? 4 : 0;
-    }
-    return 0;
-}
-
-/* Write the decoded characters of s[0:n] (already validated) as TYPE. */
-#define WRITE_DECODED(TYPE) \
+/* Copy k code points into str's data, narrowed to its kind. */
+#define NARROW_INTO(TYPE) \
     do { \
         TYPE *out_ = (TYPE *)PyUnicode_DATA(str); \
-        Py_ssize_t i_ = 0; \
-        while (i_ < n) { \
-            if (s[i_] < 0x80) { \
-                *out_++ = s[i_++]; \
-            } \
-            else { \
-                int len_; \
-                *out_++ = (TYPE)utf8_sequence(s + i_, &len_); \
-                i_ += len_; \
-            } \
+        for (Py_ssize_t j_ = 0; j_ < k; j_++) { \
+            out_[j_] = (TYPE)buf[j_]; \
         } \
     } while (0)
 
-/* Decode UTF-8 with non-ASCII characters from `ascii` on: one pass to
- * validate and measure (characters, widest character), one to write into
- * a string of the right kind. Input that is not strict UTF-8 goes to
+/* Decode UTF-8 with non-ASCII characters from `ascii` on: short text in
+ * one pass into a buffer of code points (which also gives the widest
+ * character's kind, from the OR of them all), then into a string of that
+ * kind.
+ * Encoded surrogates (ED A0..BF xx) are accepted as the "surrogatepass"
+ * error handler does; anything else that is not strict UTF-8 goes to
  * CPython's decoder, which raises the right error. */
 static PyObject *
 decode_utf8_wide(const unsigned char *s, Py_ssize_t n, Py_ssize_t ascii)
 {
-    if (n > 64) {
-        /* Long text: CPython's decoder (vectorized, one pass) is faster;
-         * surrogatepass only matters on its error path. */
+    if (n > WIDE_STACK_CHARS) {
+        /* Long text: CPython's decoder, which writes the string directly
+         * (widening it as it goes) and skips ASCII runs word by word, is
+         * faster there; surrogatepass only matters on its error path. */
         return PyUnicode_DecodeUTF8((const char *)s, n, "surrogatepass");
     }
-    Py_ssize_t i = ascii, count = ascii;
-    Py_UCS4 maxchar = 0x7F;
-
+    /* At most one character per byte. */
+    Py_UCS4 buf[WIDE_STACK_CHARS];
+    Py_ssize_t i = 0, k = 0;
+    Py_UCS4 bits = 0;
+    for (; i < ascii; i++) {
+        buf[i] = s[i];
+    }
+    k = ascii;
     while (i < n) {
-        if (s[i] < 0x80) {
+        unsigned int c = s[i];
+        if (c < 0x80) {
             uint64_t word;
             if (n - i >= 8 && (memcpy(&word, s + i, 8), !(word & HIGH_BITS))) {
+                for (int j = 0; j < 8; j++) {
+                    buf[k + j] = s[i + j];
+                }
                 i += 8;
-                count += 8;
+                k += 8;
             }
             else {
-                i += 1;
-                count += 1;
+                buf[k++] = c;
+                i++;
             }
             continue;
         }
-        int len = utf8_valid_length(s + i, n - i);
-        if (len == 0) {
-            return PyUnicode_DecodeUTF8((const char *)s, n, "surrogatepass");
+        Py_UCS4 ch;
+        if (c < 0xE0) {
+            if (c < 0xC2 || n - i < 2 || (s[i + 1] & 0xC0) != 0x80) {
+                goto invalid;           /* continuation byte, overlong */
+            }
+            ch = (c & 0x1F) << 6 | (s[i + 1] & 0x3F);
+            i += 2;
         }
-        Py_UCS4 ch = utf8_sequence(s + i, &len);
-        if (ch > maxchar) {
-            maxchar = ch;
+        else if (c < 0xF0) {
+            if (n - i < 3 || (s[i + 1] & 0xC0) != 0x80
+                || (s[i + 2] & 0xC0) != 0x80) {
+                goto invalid;
+            }
+            ch = (c & 0x0F) << 12 | (Py_UCS4)(s[i + 1] & 0x3F) << 6
+                 | (s[i + 2] & 0x3F);
+            if (ch < 0x800) {
+                goto invalid;           /* overlong */
+            }
+            i += 3;
         }
-        i += len;
-        count++;
+        else {
+            if (c > 0xF4 || n - i < 4 || (s[i + 1] & 0xC0) != 0x80
+                || (s[i + 2] & 0xC0) != 0x80 || (s[i + 3] & 0xC0) != 0x80) {
+                goto invalid;
+            }
+            ch = (c & 0x07) << 18 | (Py_UCS4)(s[i + 1] & 0x3F) << 12
+                 | (Py_UCS4)(s[i + 2] & 0x3F) << 6 | (s[i + 3] & 0x3F);
+            if (ch < 0x10000 || ch > 0x10FFFF) {
+                goto invalid;           /* overlong, beyond Unicode */
+            }
+            i += 4;
+        }
+        bits |= ch;
+        buf[k++] = ch;
     }
-    PyObject *str = PyUnicode_New(count, maxchar);
-    if (str == NULL) {
-        return NULL;
+    if (k == 1 && bits < 0x100) {
+        return PyUnicode_FromOrdinal(buf[0]);   /* CPython's singleton */
     }
-    switch (PyUnicode_KIND(str)) {
-    case PyUnicode_1BYTE_KIND:
-        WRITE_DECODED(Py_UCS1);
-        break;
-    case PyUnicode_2BYTE_KIND:
-        WRITE_DECODED(Py_UCS2);
-        break;
-    default:
-        WRITE_DECODED(Py_UCS4);
-        break;
+    /* The OR is below 0x100 (0x10000) exactly when every character is. */
+    Py_UCS4 maxchar = bits < 0x100 ? 0xFF : bits < 0x10000 ? 0xFFFF
+                                                            : 0x10FFFF;
+    PyObject *str = PyUnicode_New(k, maxchar);
+    if (str != NULL) {
+        switch (PyUnicode_KIND(str)) {
+        case PyUnicode_1BYTE_KIND:
+            NARROW_INTO(Py_UCS1);
+            break;
+        case PyUnicode_2BYTE_KIND:
+            NARROW_INTO(Py_UCS2);
+            break;
+        default:
+            memcpy(PyUnicode_DATA(str), buf, (size_t)k * sizeof(Py_UCS4));
+            break;
+        }
     }
     return str;
+
+invalid:
+    return PyUnicode_DecodeUTF8((const char *)s, n, "surrogatepass");
 }
 
-#undef WRITE_DECODED
+#undef NARROW_INTO
 
 /* str from UTF-8 with surrogates allowed, as pickles write it. Most text
  * is ASCII: it is copied straight into a new ASCII string while checking
@@ -1036,6 +1033,36 @@ op_obj(machine *m)
     return value == NULL ? -1 : stack_push(m, value);
 }
 
+/* _codecs.encode(text, "latin1"), which pickles of bytes below protocol
+ * 3 call: for an exact str whose characters all fit in a byte, the codec
+ * returns exactly those bytes (as str.encode("latin1") does, but after a
+ * codec registry lookup that costs more than the copy). NULL without an
+ * exception when the call is something else. */
+static PyObject *
+encode_latin1_call(machine *m, PyObject *func, PyObject *args)
+{
+    if (func != m->ust->codecs_encode || PyTuple_GET_SIZE(args) != 2) {
+        return NULL;
+    }
+    PyObject *text = PyTuple_GET_ITEM(args, 0);
+    PyObject *encoding = PyTuple_GET_ITEM(args, 1);
+    if (!PyUnicode_CheckExact(text) || !PyUnicode_CheckExact(encoding)
+        || PyUnicode_CompareWithASCIIString(encoding, "latin1") != 0) {
+        return NULL;
+    }
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(text) < 0) {
+        PyErr_Clear();          /* the call reports it */
+        return NULL;
+    }
+#endif
+    if (PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND) {
+        return NULL;            /* may fail: the codec says how */
+    }
+    return PyBytes_FromStringAndSize((const char *)PyUnicode_DATA(text),
+                                     PyUnicode_GET_LENGTH(text));
+}
+
 static int
 op_reduce(machine *m)
 {
@@ -1050,7 +1077,10 @@ op_reduce(machine *m)
         value = safe_reduce(m, func, args);
     }
     else if (PyTuple_CheckExact(args)) {
-        value = PyObject_Call(func, args, NULL);
+        value = encode_latin1_call(m, func, args);
+        if (value == NULL && !PyErr_Occurred()) {
+            value = PyObject_Call(func, args, NULL);
+        }
     }
     else {
         PyObject *seq = PySequence_Tuple(args);      /* func(*args) */
@@ -1860,7 +1890,8 @@ op_setitem(machine *m)
     return rc;
 }
 
-static int
+/* (Inlined into both callers: the loop's hot path and the fused one.) */
+static ALWAYS_INLINE int
 op_setitems(machine *m)
 {
     PyObject *target;
@@ -3494,6 +3525,15 @@ accel_unpickler_exec(PyObject *module, accel_state *st)
     if (ust->import_func == NULL) {
         return -1;
     }
+    PyObject *codecs = PyImport_ImportModule("_codecs");
+    if (codecs == NULL) {
+        return -1;
+    }
+    ust->codecs_encode = PyObject_GetAttrString(codecs, "encode");
+    Py_DECREF(codecs);
+    if (ust->codecs_encode == NULL) {
+        return -1;
+    }
     PyObject *type = PyType_FromModuleAndSpec(module, &unpickler_spec, NULL);
     if (type == NULL) {
         return -1;
@@ -3510,6 +3550,7 @@ accel_unpickler_traverse(accel_state *st, visitproc visit, void *arg)
         return 0;
     }
     Py_VISIT(ust->import_func);
+    Py_VISIT(ust->codecs_encode);
     return globals_cache_traverse(ust, visit, arg);
 }
 
@@ -3530,7 +3571,7 @@ accel_unpickler_clear(accel_state *st)
         &ust->extend, &ust->append, &ust->add, &ust->items,
         &ust->find_class, &ust->persistent_load, &ust->add_note,
         &ust->toreadonly, &ust->import_, &ust->ascii, &ust->strict,
-        &ust->import_func,
+        &ust->import_func, &ust->codecs_encode,
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         Py_CLEAR(*names[i]);

@@ -55,6 +55,7 @@ typedef struct unpickler_state {
     PyObject *ascii;            /* "ASCII", the default encoding */
     PyObject *strict;           /* "strict", the default errors */
     PyObject *import_func;      /* builtins.__import__ at module exec */
+    PyObject *codecs_encode;    /* _codecs.encode at module exec */
     global_cache_entry *global_cache;
 } unpickler_state;
 
