@@ -145,7 +145,7 @@ memo_missing(machine *m, Py_ssize_t index)
 /* ------------------------------------------------------- stack & marks */
 
 static void intern_cache_clear(machine *m);
-static void deferred_release(machine *m);
+static inline void deferred_release(machine *m);
 static int deferred_fill(machine *m, Py_ssize_t index, PyObject *value);
 static ALWAYS_INLINE int op_setitems(machine *m);
 
@@ -1515,9 +1515,12 @@ struct deferred_dict {
     Py_ssize_t n;               /* 2 * number of items; -1 once filled */
 };
 
-static void
+static inline void
 deferred_release(machine *m)
 {
+    if (m->deferred == NULL && m->deferred_items == NULL) {
+        return;
+    }
     for (Py_ssize_t i = 0; i < m->ndeferred; i++) {
         Py_DECREF(m->deferred[i].dict);
     }
