@@ -1821,3 +1821,394 @@ def test_sizeof_counts_the_storage_it_owns():
     empty = CUnpickler(io.BytesIO(pickle.dumps(0, 2)))
     empty.load()
     assert empty.__sizeof__() < unpickler.__sizeof__() - 2000 * P
+
+
+# ------------------------------------------ SETITEMS + BUILD on plain objects
+# loads() sets a plain instance's state straight from the stack when
+# SETITEMS fills a fresh state dict and BUILD follows, and fills the state
+# dict itself only if a GET fetches it. Every case below is compared with
+# the standard library (types, values, sharing, order) and the pure
+# implementation, and most are built to be refused by the fast path.
+
+MOD = __name__
+
+
+def glob(obj):
+    """GLOBAL opcode for a module-level object of this module."""
+    return b"c" + MOD.encode() + b"\n" + obj.__qualname__.encode() + b"\n"
+
+
+def ustr(text):
+    data = text.encode("utf-8", "surrogatepass")
+    return b"X" + struct.pack("<I", len(data)) + data
+
+
+def new_plain(cls=None):
+    """cls.__new__(cls) through NEWOBJ, protocol 2."""
+    return glob(cls or FusedPlain) + b")\x81"
+
+
+def state_build(pairs, put=b"q\x01"):
+    """EMPTY_DICT, a PUT, MARK, the pairs, SETITEMS, BUILD."""
+    body = b"".join(key + value for key, value in pairs)
+    return b"}" + put + b"(" + body + b"ub"
+
+
+def same_as_stdlib_and_pure(data):
+    """C loads, the C Unpickler and pure loads do the same as the stdlib
+    (errors: the same type name and message; the notes, brinery's own,
+    the same as pure)."""
+    def summary(result):
+        if result[0] == "raised":
+            return (result[0], result[1].__name__, result[2])
+        return result
+
+    expected = outcome(pickle.loads, data)
+    got = outcome(C_LOADS, data)
+    assert summary(got) == summary(expected), data
+    assert outcome(PURE_LOADS, data) == got, data
+    assert outcome(lambda d: CUnpickler(io.BytesIO(d)).load(), data) \
+        == got, data
+    return got
+
+
+class FusedPlain:
+    def __eq__(self, other):
+        return type(other) is type(self) and vars(other) == vars(self)
+
+
+class FusedWithProperty:
+    @property
+    def x(self):
+        return "property"
+
+    @x.setter
+    def x(self, value):
+        raise AssertionError("BUILD must not call a property's setter")
+
+
+class FusedGetattr:
+    def __getattr__(self, name):
+        if name == "__setstate__":
+            raise AttributeError(name)
+        return "computed"
+
+
+class FusedSetattr:
+    def __setattr__(self, name, value):
+        object.__setattr__(self, name, ("via __setattr__", value))
+
+
+def add_property_to_fused_plain():
+    """Called by REDUCE in the middle of a load: the class changes."""
+    FusedPlain.late = property(lambda self: "property",
+                               lambda self, value: None)
+    return "changed"
+
+
+@pytest.fixture
+def restore_fused_plain():
+    yield
+    if "late" in FusedPlain.__dict__:
+        del FusedPlain.late
+
+
+def test_fused_build_shared_state_dict_is_filled_on_get():
+    a = FusedPlain()
+    a.x, a.y = 1, [2]
+    for proto in range(1, 6):
+        for obj in ([a, a.__dict__], [a, a.__dict__, a.__dict__],
+                    [a.__dict__, a], {"k": a, "d": a.__dict__}):
+            data = pickle.dumps(obj, proto)
+            result = C_LOADS(data)
+            expected = pickle.loads(data)
+            assert canonical(result) == canonical(expected)
+            assert outcome(PURE_LOADS, data) == outcome(pickle.loads, data)
+    result = C_LOADS(pickle.dumps([a, a.__dict__], 2))
+    assert result[1] == {"x": 1, "y": [2]}
+    assert result[1] is not vars(result[0])
+    assert result[1]["y"] is result[0].y
+
+
+def test_fused_build_hand_made_pickles():
+    x, y = ustr("x"), ustr("y")
+    one, two = b"K\x01", b"K\x02"
+    cases = [
+        # The state dict fetched by BINGET, by LONG_BINGET and by GET.
+        b"\x80\x02(" + new_plain() + state_build([(x, one)]) + b"h\x01l.",
+        b"\x80\x02(" + new_plain() + state_build([(x, one)], b"r\x01\x00\x00\x00")
+        + b"j\x01\x00\x00\x00l.",
+        b"\x80\x02(" + new_plain() + state_build([(x, one)]) + b"g1\nl.",
+        # MEMOIZE, then the dict fetched twice and extended by SETITEM.
+        b"\x80\x04(" + new_plain() + state_build([(x, one)], b"\x94")
+        + b"h\x00" + y + two + b"sh\x00l.",
+        # Duplicate keys: the last value wins, the first position stays.
+        b"\x80\x02(" + new_plain() + state_build([(x, one), (y, two),
+                                                  (x, two)])
+        + b"h\x01l.",
+        # Not memoized at all: nobody else sees the dict.
+        b"\x80\x02(" + new_plain() + state_build([(x, one)], b"") + b"l.",
+        # Put twice: the second entry must see the items.
+        b"\x80\x02(" + new_plain() + state_build([(x, one)], b"q\x01q\x02")
+        + b"h\x02h\x01l.",
+        # The index is reused for another object before the GET.
+        b"\x80\x02(" + new_plain() + state_build([(x, one)])
+        + b"K\x07q\x01h\x01l.",
+        # Decreasing memo indices: the second is not deferred.
+        b"\x80\x02(" + new_plain() + state_build([(x, one)], b"q\x05")
+        + new_plain() + state_build([(y, two)], b"q\x03")
+        + b"h\x05h\x03l.",
+        # The same object built twice, the second time with the same dict.
+        b"\x80\x02(" + new_plain() + b"q\x00" + state_build([(x, one)])
+        + b"0h\x00h\x01bh\x01l.",
+        # Non-str key, str subclass of a key impossible here: int key.
+        b"\x80\x02(" + new_plain() + state_build([(x, one), (one, two)])
+        + b"h\x01l.",
+        # A dict that already has items (fetched, then SETITEMS again).
+        b"\x80\x02(" + new_plain() + state_build([(x, one)])
+        + b"0" + new_plain() + b"h\x01(" + y + two + b"ubh\x01l.",
+    ]
+    for data in cases:
+        expected = same_as_stdlib_and_pure(data)
+        assert expected[0] == "returned", (data, expected)
+
+
+def test_fused_build_errors_match():
+    x = ustr("x")
+    cases = [
+        # Odd number of items: SETITEMS's error.
+        b"\x80\x02" + new_plain() + b"}q\x01(" + x + b"ub.",
+        # No instance under the dict: BUILD's stack underflow.
+        b"\x80\x02}q\x01(" + x + b"K\x01ub.",
+        b"\x80\x02(}q\x01(" + x + b"K\x01ub.",
+        # BUILD on something that has no __dict__.
+        b"\x80\x02K\x05}q\x01(" + x + b"K\x01ub.",
+        b"\x80\x02" + glob(FusedPlain) + b"}q\x01(" + x + b"K\x01ub.",
+        # Truncated right after BUILD.
+        b"\x80\x02" + new_plain() + b"}q\x01(" + x + b"K\x01ub",
+    ]
+    for data in cases:
+        expected = same_as_stdlib_and_pure(data)
+        assert expected[0] == "raised", (data, expected)
+
+
+def test_fused_build_refused_where_build_differs():
+    x = ustr("x")
+    for cls in (FusedWithProperty, FusedGetattr, FusedSetattr, WithSetstate,
+                SlottedWithDict, Slotted, DictSubclass):
+        data = b"\x80\x02(" + new_plain(cls) + state_build([(x, b"K\x01")]) \
+            + b"h\x01l."
+        same_as_stdlib_and_pure(data)
+    result = C_LOADS(b"\x80\x02" + new_plain(FusedWithProperty)
+                     + state_build([(x, b"K\x01")]) + b".")
+    assert vars(result) == {"x": 1}
+    result = C_LOADS(b"\x80\x02" + new_plain(FusedSetattr)
+                     + state_build([(x, b"K\x01")]) + b".")
+    assert vars(result) == {"x": 1}
+
+
+def test_fused_build_instance_level_setstate():
+    # The first BUILD gives the instance a __setstate__ attribute (a
+    # function found by name); the second BUILD must call it.
+    data = (b"\x80\x02" + new_plain() + b"q\x00"
+            + state_build([(ustr("__setstate__"), glob(record_setstate))])
+            + b"0h\x00" + state_build([(ustr("x"), b"K\x01")], b"q\x02")
+            + b".")
+    calls.clear()
+    expected = outcome(pickle.loads, data)
+    assert calls == [{"x": 1}]
+    calls.clear()
+    assert outcome(C_LOADS, data) == expected
+    assert calls == [{"x": 1}]
+
+
+calls = []
+
+
+def record_setstate(state):
+    calls.append(dict(state))
+
+
+def test_fused_build_follows_class_changes(restore_fused_plain):
+    # REDUCE adds a data descriptor named like a later state key in the
+    # middle of the load: the second BUILD must write __dict__ directly.
+    late = ustr("late")
+    data = (b"\x80\x02(" + new_plain() + state_build([(late, b"K\x01")])
+            + glob(add_property_to_fused_plain) + b")R"
+            + new_plain() + state_build([(late, b"K\x02")], b"q\x02")
+            + b"h\x01h\x02l.")
+    first = C_LOADS(data)
+    del FusedPlain.late
+    second = pickle.loads(data)
+    del FusedPlain.late
+    assert [vars(first[0]), first[1], vars(first[2]), first[3], first[4]] \
+        == [vars(second[0]), second[1], vars(second[2]), second[3],
+            second[4]]
+    assert vars(first[2]) == {"late": 2}
+
+
+def test_fused_build_keys_are_interned_and_state_keys_kept():
+    key = "".join(["fused", "_key"])       # not interned by the compiler
+    obj = FusedPlain()
+    setattr(obj, key, 1)
+    for loads in (C_LOADS, pickle.loads):
+        result = loads(pickle.dumps([obj, obj.__dict__], 2))
+        (name,) = vars(result[0])
+        assert name is sys.intern(name)
+        assert list(result[1]) == [key]
+
+
+def test_fused_build_no_leaks():
+    a = FusedPlain()
+    a.x = [1]
+    data = pickle.dumps([a, a.__dict__, [a] * 3], 2)
+    bad = data[:-2] + b"\xff."
+    C_LOADS(data)
+    gc.collect()
+    before = sys.gettotalrefcount() if hasattr(sys, "gettotalrefcount") \
+        else None
+    tracemalloc.start()
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        for _ in range(2000):
+            C_LOADS(data)
+            with pytest.raises(brinery.UnpicklingError):
+                C_LOADS(bad)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - start
+    finally:
+        tracemalloc.stop()
+    assert grown < 64 * 1024
+    if before is not None:  # pragma: no cover - debug builds only
+        assert sys.gettotalrefcount() - before < 100
+
+
+# ----------------------------------------------------------- short UTF-8 text
+# Non-ASCII text up to 128 bytes is decoded by brinery itself; longer text
+# and invalid input go to CPython's decoder. Both must give what the
+# standard library gives: the same characters in the narrowest kind (so
+# equal strings hash equal), lone surrogates passed through, the same
+# UnicodeDecodeError.
+
+TEXT_ALPHABETS = [
+    "abcXYZ 09",
+    "".join(map(chr, range(0xA0, 0x100))),             # Latin-1: 1 byte/char
+    "".join(map(chr, range(0x400, 0x450))),            # Cyrillic: 2 bytes
+    "".join(map(chr, range(0x4E00, 0x4E40))),          # CJK: 3 bytes
+    "\U0001F600\U0001F64F\U0010FFFF\U00010000",         # 4 bytes
+    "\x7f\x80\u07ff\u0800\uffff\ud800\udbff\udc00\udfff",  # edges, surrogates
+]
+
+
+def text_pickle(data, opcode=b"X"):
+    size = struct.pack("<I", len(data)) if opcode == b"X" \
+        else struct.pack("<B", len(data))
+    return b"\x80\x04" + opcode + size + data + b"."
+
+
+@pytest.mark.parametrize("length", [1, 2, 7, 8, 9, 15, 16, 17, 63, 64, 65,
+                                    120, 127, 128, 129, 200])
+def test_short_text_decodes_like_stdlib(length):
+    rng = random.Random(length)
+    for _ in range(200):
+        alphabets = rng.sample(TEXT_ALPHABETS, rng.randint(1, 3))
+        chars = "".join(rng.choice(alphabets) for _ in range(length))
+        text = "".join(rng.choice(chars) for _ in range(length))
+        prefix = "a" * rng.choice([0, 0, 3, 8, 20])
+        text = prefix + text
+        data = text.encode("utf-8", "surrogatepass")
+        for opcode in (b"X", b"\x8c") if len(data) < 256 else (b"X",):
+            result = C_LOADS(text_pickle(data, opcode))
+            assert type(result) is str
+            assert result == text
+            assert hash(result) == hash(text)
+            if len(text) == 1 and ord(text) < 256:
+                # CPython shares these; its decoder returns the shared one.
+                assert result is pickle.loads(text_pickle(data, opcode))
+            else:
+                # Narrowest kind: as large as a fresh copy.
+                assert sys.getsizeof(result) == sys.getsizeof(
+                    "".join(list(text))), text
+
+
+@pytest.mark.parametrize("bad", [
+    b"\x80", b"\xbf", b"\xc0\x80", b"\xc1\xbf", b"\xc2", b"\xc2A",
+    b"\xe0\x80\x80", b"\xe0\x9f\xbf", b"\xe1\x80", b"\xe1\x80A", b"\xed\xa0",
+    b"\xf0\x80\x80\x80", b"\xf0\x8f\xbf\xbf", b"\xf4\x90\x80\x80",
+    b"\xf5\x80\x80\x80", b"\xff", b"\xf0\x9f\x98",
+])
+def test_invalid_short_text_raises_like_stdlib(bad):
+    for prefix in (b"", b"abc", b"\xd0\xb6" * 3, b"x" * 40, b"\xc3\xa9" * 70):
+        for suffix in (b"", b"tail", b"\xe4\xb8\x80"):
+            data = text_pickle(prefix + bad + suffix)
+            expected = outcome(pickle.loads, data)
+            got = outcome(C_LOADS, data)
+            assert got[0] == expected[0] == "raised"
+            assert (got[1].__name__, got[2]) == (expected[1].__name__,
+                                                 expected[2]), data
+            assert outcome(PURE_LOADS, data) == got
+
+
+# ------------------------------------------- bytes below protocol 3 (latin1)
+# Below protocol 3 bytes pickle as _codecs.encode(text, "latin1"); loads
+# builds them without the codec lookup when the call is exactly that.
+
+def encode_call(text_op, encoding=b"latin1"):
+    return (b"\x80\x02c_codecs\nencode\n" + text_op
+            + b"X" + struct.pack("<I", len(encoding)) + encoding + b"\x86R.")
+
+
+def test_bytes_below_protocol_3_like_stdlib():
+    values = [b"", b"a", b"\x00", b"\xff", bytes(range(256)), b"abc" * 100,
+              [b"x", b"x", b"\x80\x81"], {b"k": b"v"}]
+    for proto in (0, 1, 2):
+        for value in values:
+            data = pickle.dumps(value, proto)
+            result = C_LOADS(data)
+            assert canonical(result) == canonical(pickle.loads(data))
+            assert result == value
+    # One-byte results are CPython's shared singletons, as the codec's.
+    assert C_LOADS(pickle.dumps(b"q", 2)) is pickle.loads(
+        pickle.dumps(b"q", 2))
+
+
+def test_latin1_call_that_must_reach_the_codec():
+    cases = [
+        encode_call(ustr("\u0100")),                 # not latin-1: raises
+        encode_call(ustr("\xe9t\xe9"), b"latin-1"),  # another spelling
+        encode_call(ustr("\xe9t\xe9"), b"utf-8"),
+        encode_call(ustr("abc"), b"LATIN1"),
+        encode_call(ustr("\udc80"), b"latin1"),
+        encode_call(b"C\x03abc", b"latin1"),         # bytes, not str
+    ]
+    for data in cases:
+        expected = outcome(pickle.loads, data)
+        got = outcome(C_LOADS, data)
+        if expected[0] == "raised":
+            assert (got[1].__name__, got[2]) == (expected[1].__name__,
+                                                 expected[2]), data
+        else:
+            assert got == expected, data
+        assert outcome(PURE_LOADS, data) == got
+
+
+def test_latin1_shortcut_only_for_codecs_encode_itself(monkeypatch):
+    calls = []
+
+    def fake_encode(text, encoding):
+        calls.append((text, encoding))
+        return "replaced"
+
+    class Redirecting(CUnpickler):
+        def find_class(self, module, name):
+            if (module, name) == ("_codecs", "encode"):
+                return fake_encode
+            return super().find_class(module, name)
+
+    data = pickle.dumps(b"abc", 2)
+    assert Redirecting(io.BytesIO(data)).load() == "replaced"
+    assert calls == [("abc", "latin1")]
+    import _codecs
+    monkeypatch.setattr(_codecs, "encode", fake_encode)
+    assert C_LOADS(data) == "replaced"
+    assert calls == [("abc", "latin1")] * 2

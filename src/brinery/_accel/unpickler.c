@@ -145,6 +145,9 @@ memo_missing(machine *m, Py_ssize_t index)
 /* ------------------------------------------------------- stack & marks */
 
 static void intern_cache_clear(machine *m);
+static inline void deferred_release(machine *m);
+static int deferred_fill(machine *m, Py_ssize_t index, PyObject *value);
+static ALWAYS_INLINE int op_setitems(machine *m);
 
 /* Field by field: a machine is set up for every loads() call, and its
  * inline arrays need no clearing. */
@@ -172,6 +175,16 @@ machine_init(machine *m, accel_state *st)
     m->find_class = NULL;
     m->persistent_load = NULL;
     m->intern_cache = NULL;
+    m->plain_type = NULL;
+    m->plain_version = 0;
+    m->fresh_dict = NULL;
+    m->fresh_dict_index = -1;
+    m->deferred = NULL;
+    m->ndeferred = 0;
+    m->deferred_capacity = 0;
+    m->deferred_items = NULL;
+    m->ndeferred_items = 0;
+    m->deferred_items_capacity = 0;
     m->safe = NULL;
 }
 
@@ -350,6 +363,7 @@ machine_clear(machine *m)
         m->marks_capacity = MACHINE_INLINE_MARKS;
     }
     intern_cache_clear(m);
+    deferred_release(m);
     load_memo_clear(&m->memo);
     inbuf_close(&m->in);
     Py_CLEAR(m->encoding);
@@ -373,6 +387,7 @@ machine_release(machine *m)
         PyMem_Free(m->marks);
     }
     intern_cache_clear(m);
+    deferred_release(m);
     load_memo_release(&m->memo);
     if (m->in.held != NULL && m->in.file == NULL && !m->in.has_view) {
         Py_CLEAR(m->in.held);       /* loads() of bytes: nothing else */
@@ -479,125 +494,122 @@ fetch_opcode(machine *m, Py_ssize_t pos)
 
 #define HIGH_BITS UINT64_C(0x8080808080808080)
 
-/* The code point of the valid multi-byte sequence at s[0] (its lead byte
- * is at least 0xC2); *len receives its length. */
-static ALWAYS_INLINE Py_UCS4
-utf8_sequence(const unsigned char *s, int *len)
-{
-    unsigned int c = s[0];
-    if (c < 0xE0) {
-        *len = 2;
-        return (c & 0x1F) << 6 | (s[1] & 0x3F);
-    }
-    if (c < 0xF0) {
-        *len = 3;
-        return (c & 0x0F) << 12 | (Py_UCS4)(s[1] & 0x3F) << 6 | (s[2] & 0x3F);
-    }
-    *len = 4;
-    return (c & 0x07) << 18 | (Py_UCS4)(s[1] & 0x3F) << 12
-           | (Py_UCS4)(s[2] & 0x3F) << 6 | (s[3] & 0x3F);
-}
+/* The longest text (in bytes) that decode_utf8_wide decodes itself, into
+ * a buffer on the C stack. */
+#define WIDE_STACK_CHARS 128
 
-/* The length of the valid sequence at s[0] (lead byte >= 0x80, n bytes
- * left), or 0 when it is not strict UTF-8 (encoded surrogates, ED A0..BF
- * xx, are accepted as the "surrogatepass" error handler does). */
-static ALWAYS_INLINE int
-utf8_valid_length(const unsigned char *s, Py_ssize_t n)
-{
-    unsigned int c = s[0];
-    if (c < 0xC2) {
-        return 0;                       /* continuation byte or overlong */
-    }
-    if (c < 0xE0) {
-        return n >= 2 && (s[1] & 0xC0) == 0x80 ? 2 : 0;
-    }
-    if (c < 0xF0) {
-        return n >= 3 && (s[1] & 0xC0) == 0x80 && (s[2] & 0xC0) == 0x80
-               && !(c == 0xE0 && s[1] < 0xA0) ? 3 : 0;
-    }
-    if (c < 0xF5) {
-        return n >= 4 && (s[1] & 0xC0) == 0x80 && (s[2] & 0xC0) == 0x80
-               && (s[3] & 0xC0) == 0x80 && !(c == 0xF0 && s[1] < 0x90)
-               && !(c == 0xF4 && s[1] >= 0x90) ? 4 : 0;
-    }
-    return 0;
-}
-
-/* Write the decoded characters of s[0:n] (already validated) as TYPE. */
-#define WRITE_DECODED(TYPE) \
+/* Copy k code points into str's data, narrowed to its kind. */
+#define NARROW_INTO(TYPE) \
     do { \
         TYPE *out_ = (TYPE *)PyUnicode_DATA(str); \
-        Py_ssize_t i_ = 0; \
-        while (i_ < n) { \
-            if (s[i_] < 0x80) { \
-                *out_++ = s[i_++]; \
-            } \
-            else { \
-                int len_; \
-                *out_++ = (TYPE)utf8_sequence(s + i_, &len_); \
-                i_ += len_; \
-            } \
+        for (Py_ssize_t j_ = 0; j_ < k; j_++) { \
+            out_[j_] = (TYPE)buf[j_]; \
         } \
     } while (0)
 
-/* Decode UTF-8 with non-ASCII characters from `ascii` on: one pass to
- * validate and measure (characters, widest character), one to write into
- * a string of the right kind. Input that is not strict UTF-8 goes to
+/* Decode UTF-8 with non-ASCII characters from `ascii` on: short text in
+ * one pass into a buffer of code points (which also gives the widest
+ * character's kind, from the OR of them all), then into a string of that
+ * kind.
+ * Encoded surrogates (ED A0..BF xx) are accepted as the "surrogatepass"
+ * error handler does; anything else that is not strict UTF-8 goes to
  * CPython's decoder, which raises the right error. */
 static PyObject *
 decode_utf8_wide(const unsigned char *s, Py_ssize_t n, Py_ssize_t ascii)
 {
-    if (n > 64) {
-        /* Long text: CPython's decoder (vectorized, one pass) is faster;
-         * surrogatepass only matters on its error path. */
+    if (n > WIDE_STACK_CHARS) {
+        /* Long text: CPython's decoder, which writes the string directly
+         * (widening it as it goes) and skips ASCII runs word by word, is
+         * faster there; surrogatepass only matters on its error path. */
         return PyUnicode_DecodeUTF8((const char *)s, n, "surrogatepass");
     }
-    Py_ssize_t i = ascii, count = ascii;
-    Py_UCS4 maxchar = 0x7F;
-
+    /* At most one character per byte. */
+    Py_UCS4 buf[WIDE_STACK_CHARS];
+    Py_ssize_t i = 0, k = 0;
+    Py_UCS4 bits = 0;
+    for (; i < ascii; i++) {
+        buf[i] = s[i];
+    }
+    k = ascii;
     while (i < n) {
-        if (s[i] < 0x80) {
+        unsigned int c = s[i];
+        if (c < 0x80) {
             uint64_t word;
             if (n - i >= 8 && (memcpy(&word, s + i, 8), !(word & HIGH_BITS))) {
+                for (int j = 0; j < 8; j++) {
+                    buf[k + j] = s[i + j];
+                }
                 i += 8;
-                count += 8;
+                k += 8;
             }
             else {
-                i += 1;
-                count += 1;
+                buf[k++] = c;
+                i++;
             }
             continue;
         }
-        int len = utf8_valid_length(s + i, n - i);
-        if (len == 0) {
-            return PyUnicode_DecodeUTF8((const char *)s, n, "surrogatepass");
+        Py_UCS4 ch;
+        if (c < 0xE0) {
+            if (c < 0xC2 || n - i < 2 || (s[i + 1] & 0xC0) != 0x80) {
+                goto invalid;           /* continuation byte, overlong */
+            }
+            ch = (c & 0x1F) << 6 | (s[i + 1] & 0x3F);
+            i += 2;
         }
-        Py_UCS4 ch = utf8_sequence(s + i, &len);
-        if (ch > maxchar) {
-            maxchar = ch;
+        else if (c < 0xF0) {
+            if (n - i < 3 || (s[i + 1] & 0xC0) != 0x80
+                || (s[i + 2] & 0xC0) != 0x80) {
+                goto invalid;
+            }
+            ch = (c & 0x0F) << 12 | (Py_UCS4)(s[i + 1] & 0x3F) << 6
+                 | (s[i + 2] & 0x3F);
+            if (ch < 0x800) {
+                goto invalid;           /* overlong */
+            }
+            i += 3;
         }
-        i += len;
-        count++;
+        else {
+            if (c > 0xF4 || n - i < 4 || (s[i + 1] & 0xC0) != 0x80
+                || (s[i + 2] & 0xC0) != 0x80 || (s[i + 3] & 0xC0) != 0x80) {
+                goto invalid;
+            }
+            ch = (c & 0x07) << 18 | (Py_UCS4)(s[i + 1] & 0x3F) << 12
+                 | (Py_UCS4)(s[i + 2] & 0x3F) << 6 | (s[i + 3] & 0x3F);
+            if (ch < 0x10000 || ch > 0x10FFFF) {
+                goto invalid;           /* overlong, beyond Unicode */
+            }
+            i += 4;
+        }
+        bits |= ch;
+        buf[k++] = ch;
     }
-    PyObject *str = PyUnicode_New(count, maxchar);
-    if (str == NULL) {
-        return NULL;
+    if (k == 1 && bits < 0x100) {
+        return PyUnicode_FromOrdinal(buf[0]);   /* CPython's singleton */
     }
-    switch (PyUnicode_KIND(str)) {
-    case PyUnicode_1BYTE_KIND:
-        WRITE_DECODED(Py_UCS1);
-        break;
-    case PyUnicode_2BYTE_KIND:
-        WRITE_DECODED(Py_UCS2);
-        break;
-    default:
-        WRITE_DECODED(Py_UCS4);
-        break;
+    /* The OR is below 0x100 (0x10000) exactly when every character is. */
+    Py_UCS4 maxchar = bits < 0x100 ? 0xFF : bits < 0x10000 ? 0xFFFF
+                                                            : 0x10FFFF;
+    PyObject *str = PyUnicode_New(k, maxchar);
+    if (str != NULL) {
+        switch (PyUnicode_KIND(str)) {
+        case PyUnicode_1BYTE_KIND:
+            NARROW_INTO(Py_UCS1);
+            break;
+        case PyUnicode_2BYTE_KIND:
+            NARROW_INTO(Py_UCS2);
+            break;
+        default:
+            memcpy(PyUnicode_DATA(str), buf, (size_t)k * sizeof(Py_UCS4));
+            break;
+        }
     }
     return str;
+
+invalid:
+    return PyUnicode_DecodeUTF8((const char *)s, n, "surrogatepass");
 }
 
-#undef WRITE_DECODED
+#undef NARROW_INTO
 
 /* str from UTF-8 with surrogates allowed, as pickles write it. Most text
  * is ASCII: it is copied straight into a new ASCII string while checking
@@ -869,6 +881,9 @@ op_get(machine *m)
     if (value == NULL) {
         return memo_missing(m, index);
     }
+    if (UNLIKELY(m->ndeferred > 0) && deferred_fill(m, index, value) < 0) {
+        return -1;
+    }
     return stack_push(m, Py_NewRef(value));
 }
 
@@ -1018,6 +1033,36 @@ op_obj(machine *m)
     return value == NULL ? -1 : stack_push(m, value);
 }
 
+/* _codecs.encode(text, "latin1"), which pickles of bytes below protocol
+ * 3 call: for an exact str whose characters all fit in a byte, the codec
+ * returns exactly those bytes (as str.encode("latin1") does, but after a
+ * codec registry lookup that costs more than the copy). NULL without an
+ * exception when the call is something else. */
+static PyObject *
+encode_latin1_call(machine *m, PyObject *func, PyObject *args)
+{
+    if (func != m->ust->codecs_encode || PyTuple_GET_SIZE(args) != 2) {
+        return NULL;
+    }
+    PyObject *text = PyTuple_GET_ITEM(args, 0);
+    PyObject *encoding = PyTuple_GET_ITEM(args, 1);
+    if (!PyUnicode_CheckExact(text) || !PyUnicode_CheckExact(encoding)
+        || PyUnicode_CompareWithASCIIString(encoding, "latin1") != 0) {
+        return NULL;
+    }
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(text) < 0) {
+        PyErr_Clear();          /* the call reports it */
+        return NULL;
+    }
+#endif
+    if (PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND) {
+        return NULL;            /* may fail: the codec says how */
+    }
+    return PyBytes_FromStringAndSize((const char *)PyUnicode_DATA(text),
+                                     PyUnicode_GET_LENGTH(text));
+}
+
 static int
 op_reduce(machine *m)
 {
@@ -1032,7 +1077,10 @@ op_reduce(machine *m)
         value = safe_reduce(m, func, args);
     }
     else if (PyTuple_CheckExact(args)) {
-        value = PyObject_Call(func, args, NULL);
+        value = encode_latin1_call(m, func, args);
+        if (value == NULL && !PyErr_Occurred()) {
+            value = PyObject_Call(func, args, NULL);
+        }
     }
     else {
         PyObject *seq = PySequence_Tuple(args);      /* func(*args) */
@@ -1201,13 +1249,36 @@ items_next(items_iter *it, PyObject **key, PyObject **value)
 
 /* ------------------------------------------------ BUILD's interned keys */
 
-#define INTERN_CACHE_SIZE 64    /* a power of two */
+#define INTERN_CACHE_BITS 6
+#define INTERN_CACHE_SIZE (1 << INTERN_CACHE_BITS)
 
 struct intern_slot {
     PyObject *key;              /* a key object seen in this load (held, so
                                    its address is not reused) */
     PyObject *interned;         /* its interned equal */
+    /* fused_setitems_build found that no data descriptor of this type
+     * (at this version tag, which changes with the type) has the key's
+     * name; address only. */
+    PyTypeObject *plain_type;
+    unsigned int plain_version;
 };
+
+/* The slot for key: by address, spread by a multiplicative hash (the
+ * low bits of small objects' addresses vary little). NULL when the cache
+ * could not be allocated. */
+static inline struct intern_slot *
+intern_slot_of(machine *m, PyObject *key)
+{
+    if (m->intern_cache == NULL) {
+        m->intern_cache = PyMem_Calloc(INTERN_CACHE_SIZE,
+                                       sizeof(struct intern_slot));
+        if (m->intern_cache == NULL) {
+            return NULL;
+        }
+    }
+    uint64_t h = (uint64_t)(uintptr_t)key * UINT64_C(0x9E3779B97F4A7C15);
+    return &m->intern_cache[h >> (64 - INTERN_CACHE_BITS)];
+}
 
 static void
 intern_cache_clear(machine *m)
@@ -1231,17 +1302,9 @@ intern_key(machine *m, PyObject *key)
     if (PyUnicode_CHECK_INTERNED(key)) {
         return Py_NewRef(key);
     }
-    if (m->intern_cache == NULL) {
-        m->intern_cache = PyMem_Calloc(INTERN_CACHE_SIZE,
-                                       sizeof(struct intern_slot));
-    }
-    struct intern_slot *slot = NULL;
-    if (m->intern_cache != NULL) {
-        slot = &m->intern_cache[((uintptr_t)key >> 4)
-                                & (INTERN_CACHE_SIZE - 1)];
-        if (slot->key == key) {
-            return Py_NewRef(slot->interned);
-        }
+    struct intern_slot *slot = intern_slot_of(m, key);
+    if (slot != NULL && slot->key == key) {
+        return Py_NewRef(slot->interned);
     }
     PyObject *interned = Py_NewRef(key);
     PyUnicode_InternInPlace(&interned);
@@ -1249,6 +1312,7 @@ intern_key(machine *m, PyObject *key)
         PyObject *old_key = slot->key, *old_interned = slot->interned;
         slot->key = Py_NewRef(key);
         slot->interned = Py_NewRef(interned);
+        slot->plain_type = NULL;
         Py_XDECREF(old_key);
         Py_XDECREF(old_interned);
     }
@@ -1395,6 +1459,26 @@ slots:
     return 0;
 }
 
+/* BUILD once inst.__setstate__ has been looked up (rc and setstate as
+ * inbuf_lookup_attr gives them); releases state and setstate. */
+static int
+build_after_lookup(machine *m, PyObject *inst, PyObject *state, int rc,
+                   PyObject *setstate)
+{
+    /* As CPython's C unpickler: a __setstate__ of None is called too. */
+    if (rc > 0) {
+        PyObject *res = PyObject_CallOneArg(setstate, state);
+        rc = res == NULL ? -1 : 0;
+        Py_XDECREF(res);
+    }
+    else if (rc >= 0) {
+        rc = default_setstate(m, inst, state);
+    }
+    Py_XDECREF(setstate);
+    Py_DECREF(state);
+    return rc;
+}
+
 static int
 op_build(machine *m)
 {
@@ -1410,18 +1494,246 @@ op_build(machine *m)
     }
     PyObject *setstate;
     int rc = inbuf_lookup_attr(inst, m->ust->setstate, &setstate);
-    /* As CPython's C unpickler: a __setstate__ of None is called too. */
-    if (rc > 0) {
-        PyObject *res = PyObject_CallOneArg(setstate, state);
-        rc = res == NULL ? -1 : 0;
-        Py_XDECREF(res);
+    return build_after_lookup(m, inst, state, rc, setstate);
+}
+
+/* ---------------------------------- SETITEMS + BUILD on a plain instance
+ *
+ * A plain instance pickles as NEWOBJ, EMPTY_DICT, PUT, MARK, key, value,
+ * ..., SETITEMS, BUILD: CPython fills the state dict, then copies it into
+ * the instance's __dict__, and the state dict lives on in the memo. When
+ * SETITEMS fills a fresh, empty dict that nothing but the stack and one
+ * memo entry holds, and BUILD follows on an instance whose BUILD would set
+ * these str keys through the generic setattr (setstate_as_attributes'
+ * conditions), the items go straight from the stack to the instance's
+ * attributes, and the dict itself is only filled if a GET fetches it
+ * (deferred_fill): the same objects come out, for less work. */
+
+struct deferred_dict {
+    Py_ssize_t index;           /* memo index */
+    PyObject *dict;             /* owned: the empty dict put there */
+    Py_ssize_t start;           /* its items in m->deferred_items */
+    Py_ssize_t n;               /* 2 * number of items; -1 once filled */
+};
+
+static inline void
+deferred_release(machine *m)
+{
+    if (m->deferred == NULL && m->deferred_items == NULL) {
+        return;
     }
-    else if (rc >= 0) {
-        rc = default_setstate(m, inst, state);
+    for (Py_ssize_t i = 0; i < m->ndeferred; i++) {
+        Py_DECREF(m->deferred[i].dict);
     }
-    Py_XDECREF(setstate);
-    Py_DECREF(state);
-    return rc;
+    for (Py_ssize_t i = 0; i < m->ndeferred_items; i++) {
+        Py_DECREF(m->deferred_items[i]);
+    }
+    PyMem_Free(m->deferred);
+    PyMem_Free(m->deferred_items);
+    m->deferred = NULL;
+    m->deferred_items = NULL;
+    m->ndeferred = m->deferred_capacity = 0;
+    m->ndeferred_items = m->deferred_items_capacity = 0;
+}
+
+/* GET of memo[index] == value: fill value first if it is a deferred
+ * state dict. Returns 0 or -1. */
+static int
+deferred_fill(machine *m, Py_ssize_t index, PyObject *value)
+{
+    if (!PyDict_CheckExact(value) || PyDict_GET_SIZE(value) != 0) {
+        return 0;
+    }
+    Py_ssize_t lo = 0, hi = m->ndeferred;
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        if (m->deferred[mid].index < index) {
+            lo = mid + 1;
+        }
+        else {
+            hi = mid;
+        }
+    }
+    if (lo == m->ndeferred || m->deferred[lo].index != index) {
+        return 0;
+    }
+    struct deferred_dict *d = &m->deferred[lo];
+    if (d->dict != value || d->n < 0) {
+        return 0;
+    }
+    PyObject **items = m->deferred_items + d->start;
+    Py_ssize_t n = d->n;
+    d->n = -1;
+    for (Py_ssize_t i = 0; i < n; i += 2) {
+        if (PyDict_SetItem(value, items[i], items[i + 1]) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Record the items stack[mark:len] (references moved) for dict, put at
+ * memo index `index`. Returns 0 or -1 (nothing moved). */
+static int
+deferred_add(machine *m, Py_ssize_t index, PyObject *dict, Py_ssize_t mark)
+{
+    Py_ssize_t n = m->len - mark;
+    if (m->ndeferred == m->deferred_capacity) {
+        Py_ssize_t capacity = m->deferred_capacity ? 2 * m->deferred_capacity
+                                                   : 64;
+        struct deferred_dict *deferred = PyMem_Realloc(
+            m->deferred, (size_t)capacity * sizeof(*deferred));
+        if (deferred == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        m->deferred = deferred;
+        m->deferred_capacity = capacity;
+    }
+    if (m->deferred_items_capacity - m->ndeferred_items < n) {
+        Py_ssize_t capacity = m->deferred_items_capacity
+                              ? m->deferred_items_capacity : 512;
+        while (capacity - m->ndeferred_items < n) {
+            capacity *= 2;
+        }
+        PyObject **items = PyMem_Realloc(
+            m->deferred_items, (size_t)capacity * sizeof(PyObject *));
+        if (items == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        m->deferred_items = items;
+        m->deferred_items_capacity = capacity;
+    }
+    struct deferred_dict *d = &m->deferred[m->ndeferred++];
+    d->index = index;
+    d->dict = Py_NewRef(dict);
+    d->start = m->ndeferred_items;
+    d->n = n;
+    memcpy(m->deferred_items + m->ndeferred_items, m->stack + mark,
+           (size_t)n * sizeof(PyObject *));
+    m->ndeferred_items += n;
+    m->len = mark;
+    return 0;
+}
+
+/* SETITEMS with BUILD next (m->pos is at BUILD). Returns 0 when the pair
+ * does not qualify (nothing done, no exception), 1 when both ran (m->pos
+ * after BUILD), -1 on error (*at_build set when BUILD raised). */
+static int
+fused_setitems_build(machine *m, int *at_build)
+{
+    if (m->nmarks == 0) {
+        return 0;
+    }
+    Py_ssize_t mark = m->marks[m->nmarks - 1];
+    Py_ssize_t below = m->nmarks > 1 ? m->marks[m->nmarks - 2] : 0;
+    Py_ssize_t n = m->len - mark;
+    if (mark - 2 < below || n == 0 || n % 2) {
+        return 0;               /* the stack errors are SETITEMS's */
+    }
+    PyObject *dict = m->stack[mark - 1];
+    PyObject *inst = m->stack[mark - 2];
+    if (!PyDict_CheckExact(dict) || PyDict_GET_SIZE(dict) != 0) {
+        return 0;
+    }
+    /* Who else sees the dict: nobody, or memo[index] alone (an index
+     * above the recorded ones, so that they stay sorted). */
+    Py_ssize_t index = -1;
+    if (Py_REFCNT(dict) != 1) {
+        index = m->fresh_dict_index;
+        if (Py_REFCNT(dict) != 2 || dict != m->fresh_dict || index < 0
+            || load_memo_lookup(&m->memo, index) != dict
+            || (m->ndeferred > 0
+                && m->deferred[m->ndeferred - 1].index >= index)) {
+            return 0;
+        }
+    }
+    PyTypeObject *type = Py_TYPE(inst);
+    if (type->tp_setattro != PyObject_GenericSetAttr
+        || type->tp_getattro != PyObject_GenericGetAttr) {
+        return 0;
+    }
+    /* A valid version tag changes whenever the type (or a base) does. */
+    unsigned int version = PyType_HasFeature(type,
+                                             Py_TPFLAGS_VALID_VERSION_TAG)
+                           ? type->tp_version_tag : 0;
+    if (version == 0 || type != m->plain_type
+        || version != m->plain_version) {
+        if (_PyType_Lookup(type, m->ust->setstate) != NULL) {
+            return 0;
+        }
+        PyObject *dict_descr = _PyType_Lookup(type, m->ust->dict);
+        if (dict_descr == NULL
+            || !Py_IS_TYPE(dict_descr, &PyGetSetDescr_Type)) {
+            return 0;
+        }
+        version = PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG)
+                  ? type->tp_version_tag : 0;
+        m->plain_type = version != 0 ? type : NULL;
+        m->plain_version = version;
+    }
+    for (Py_ssize_t i = mark; i < m->len; i += 2) {
+        PyObject *key = m->stack[i];
+        if (!PyUnicode_CheckExact(key)) {
+            return 0;
+        }
+        struct intern_slot *slot = intern_slot_of(m, key);
+        if (version != 0 && slot != NULL && slot->key == key
+            && slot->plain_type == type && slot->plain_version == version) {
+            continue;
+        }
+        PyObject *descr = _PyType_Lookup(type, key);
+        if (descr != NULL && Py_TYPE(descr)->tp_descr_set != NULL) {
+            return 0;
+        }
+    }
+    /* The type has no __setstate__; the instance may (in its __dict__).
+     * From here on both opcodes run, whatever the lookup finds. */
+    PyObject *setstate;
+    int rc = inbuf_lookup_attr(inst, m->ust->setstate, &setstate);
+    if (rc != 0) {
+        /* Found or failed: SETITEMS as usual, then BUILD with it. */
+        if (op_setitems(m) < 0) {
+            Py_XDECREF(setstate);
+            return -1;
+        }
+        *at_build = 1;
+        m->pos += 1;
+        PyObject *state = m->stack[--m->len];
+        return build_after_lookup(m, inst, state, rc, setstate) < 0 ? -1 : 1;
+    }
+    *at_build = 1;
+    m->pos += 1;
+    m->nmarks--;
+    m->fence = below;
+    for (Py_ssize_t i = mark; i < m->len; i += 2) {
+        PyObject *name = intern_key(m, m->stack[i]);
+        if (name == NULL) {
+            return -1;
+        }
+        struct intern_slot *slot = intern_slot_of(m, m->stack[i]);
+        if (version != 0 && slot != NULL && slot->key == m->stack[i]) {
+            slot->plain_type = type;
+            slot->plain_version = version;
+        }
+        int set_rc = PyObject_GenericSetAttr(inst, name, m->stack[i + 1]);
+        Py_DECREF(name);
+        if (set_rc < 0) {
+            return -1;
+        }
+    }
+    if (index >= 0) {
+        if (deferred_add(m, index, dict, mark) < 0) {
+            return -1;
+        }
+    }
+    else {
+        stack_drop_to(m, mark);
+    }
+    m->len--;                   /* the dict, popped by BUILD */
+    Py_DECREF(dict);
+    return 1;
 }
 
 /* APPEND(S) on something that is not a list: extend(items) when it has
@@ -1582,7 +1894,8 @@ op_setitem(machine *m)
     return rc;
 }
 
-static int
+/* (Inlined into both callers: the loop's hot path and the fused one.) */
+static ALWAYS_INLINE int
 op_setitems(machine *m)
 {
     PyObject *target;
@@ -2125,6 +2438,15 @@ machine_run(machine *m)
             DISPATCH();
         TARGET(OP_EMPTY_DICT)
             PUSH(PyDict_New());
+            /* Where it goes in the memo, for fused_setitems_build. */
+            m->fresh_dict = m->stack[m->len - 1];
+            m->fresh_dict_index =
+                pos >= end ? -1
+                : data[pos] == OP_MEMOIZE ? load_memo_size(&m->memo)
+                : data[pos] == OP_BINPUT && end - pos >= 2 ? data[pos + 1]
+                : data[pos] == OP_LONG_BINPUT && end - pos >= 5
+                ? (Py_ssize_t)read_u32(data + pos + 1)
+                : -1;
             TAKE_MEMO_OPCODE();
             DISPATCH();
         TARGET(OP_EMPTY_TUPLE)
@@ -2158,6 +2480,26 @@ machine_run(machine *m)
             CALL(op_setitem(m));
             DISPATCH();
         TARGET(OP_SETITEMS)
+            if (pos < end && data[pos] == OP_BUILD && m->owner == NULL
+                && !safe_mode) {
+                /* SETITEMS then BUILD, fused when it can be (nothing is
+                 * done when it returns 0). */
+                int at_build = 0;
+                m->pos = pos;
+                int rc_ = fused_setitems_build(m, &at_build);
+                if (rc_ != 0) {
+                    if (at_build) {
+                        op = OP_BUILD;
+                        op_offset = base + pos;
+                    }
+                    RELOAD();
+                    pos = m->pos;
+                    if (UNLIKELY(rc_ < 0)) {
+                        goto error;
+                    }
+                    DISPATCH();
+                }
+            }
             CALL(op_setitems(m));
             DISPATCH();
         TARGET(OP_ADDITEMS)
@@ -2265,6 +2607,10 @@ machine_run(machine *m)
             PyObject *value = load_memo_lookup(&m->memo, index);
             if (UNLIKELY(value == NULL)) {
                 memo_missing(m, index);
+                goto error;
+            }
+            if (UNLIKELY(m->ndeferred > 0)
+                && deferred_fill(m, index, value) < 0) {
                 goto error;
             }
             PUSH(Py_NewRef(value));
@@ -3213,6 +3559,15 @@ accel_unpickler_exec(PyObject *module, accel_state *st)
     if (ust->import_func == NULL) {
         return -1;
     }
+    PyObject *codecs = PyImport_ImportModule("_codecs");
+    if (codecs == NULL) {
+        return -1;
+    }
+    ust->codecs_encode = PyObject_GetAttrString(codecs, "encode");
+    Py_DECREF(codecs);
+    if (ust->codecs_encode == NULL) {
+        return -1;
+    }
     PyObject *type = PyType_FromModuleAndSpec(module, &unpickler_spec, NULL);
     if (type == NULL) {
         return -1;
@@ -3229,6 +3584,7 @@ accel_unpickler_traverse(accel_state *st, visitproc visit, void *arg)
         return 0;
     }
     Py_VISIT(ust->import_func);
+    Py_VISIT(ust->codecs_encode);
     return globals_cache_traverse(ust, visit, arg);
 }
 
@@ -3249,7 +3605,7 @@ accel_unpickler_clear(accel_state *st)
         &ust->extend, &ust->append, &ust->add, &ust->items,
         &ust->find_class, &ust->persistent_load, &ust->add_note,
         &ust->toreadonly, &ust->import_, &ust->ascii, &ust->strict,
-        &ust->import_func,
+        &ust->import_func, &ust->codecs_encode,
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         Py_CLEAR(*names[i]);

@@ -55,6 +55,7 @@ typedef struct unpickler_state {
     PyObject *ascii;            /* "ASCII", the default encoding */
     PyObject *strict;           /* "strict", the default errors */
     PyObject *import_func;      /* builtins.__import__ at module exec */
+    PyObject *codecs_encode;    /* _codecs.encode at module exec */
     global_cache_entry *global_cache;
 } unpickler_state;
 
@@ -94,6 +95,22 @@ typedef struct {
      * repeats the same (memoized) key objects, so their interned forms
      * are remembered here during a load (allocated on first use). */
     struct intern_slot *intern_cache;
+    /* SETITEMS into a fresh state dict followed by BUILD on a plain
+     * instance sets the attributes straight from the stack (unpickler.c,
+     * fused_setitems_build). The state dict stays empty while only the
+     * memo holds it: each such dict is recorded here with its items, and
+     * filled when a GET fetches it. Used only by loads() and load(),
+     * whose memo no Python code can see. */
+    PyTypeObject *plain_type;   /* qualified for it at plain_version */
+    unsigned int plain_version; /* (address only, as the next) */
+    PyObject *fresh_dict;       /* the last EMPTY_DICT (address only) */
+    Py_ssize_t fresh_dict_index;/* the memo index it was put at, or -1 */
+    struct deferred_dict *deferred;     /* by increasing memo index */
+    Py_ssize_t ndeferred;
+    Py_ssize_t deferred_capacity;
+    PyObject **deferred_items;  /* key, value, key, value, ... (owned) */
+    Py_ssize_t ndeferred_items;
+    Py_ssize_t deferred_items_capacity;
     /* Safe mode (unpickler_safe.c), or NULL. */
     struct safe_state *safe;
 
