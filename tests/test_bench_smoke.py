@@ -64,9 +64,9 @@ def test_full_table_on_tiny_data(tmp_path, bench_modules):
                     stdlib_too_deep = (workload.name == "deep_100k"
                                        and side.startswith("stdlib")
                                        and op == "dumps")
-                    if stdlib_too_deep:
-                        assert cell["status"] == "fails", where
-                        assert "RecursionError" in cell["detail"]
+                    if stdlib_too_deep and cell["status"] == "fails":
+                        # 3.11 and 3.12 raise; 3.13's C pickler gets through.
+                        assert "RecursionError" in cell["detail"], where
                         continue
                     assert cell["status"] == "ok", (where, cell["detail"])
                     assert len(cell["samples_s"]) == 2, where

@@ -689,6 +689,12 @@ def test_numpy_preset_refuses(name, data):
         safe.loads(data, preset="numpy")
 
 
+@pytest.mark.skipif(
+    sys.version_info[:2] != (3, 11),
+    reason="the checked-in corpus is written by CPython 3.11 (the CI "
+    "Python); later versions pickle some of its payloads differently (3.13 "
+    "writes nested names as getattr chains). It is input data: every other "
+    "test loads the same files on every version")
 def test_corpus_is_current():
     """The checked-in corpus is what gen_corpus.py writes (apart from the
     optional files that need PyTorch or Python 2.7)."""
