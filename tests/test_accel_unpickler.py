@@ -1054,66 +1054,7 @@ def test_find_class_default_behaviour():
         unpickler.find_class("builtins")
 
 
-def test_find_class_cache_follows_changes():
-    module = types.ModuleType("brinery_test_cache")
-    sys.modules["brinery_test_cache"] = module
-    try:
-        module.target = first = object()
-        data = b"cbrinery_test_cache\ntarget\n."
-        assert C_LOADS(data) is first
-        assert C_LOADS(data) is first
-        module.target = second = object()          # reassigned
-        assert C_LOADS(data) is second
-        replacement = types.ModuleType("brinery_test_cache")
-        replacement.target = third = object()
-        sys.modules["brinery_test_cache"] = replacement   # new module
-        assert C_LOADS(data) is third
-        del replacement.target
-        with pytest.raises(AttributeError, match="Can't get attribute"):
-            C_LOADS(data)
-        replacement.__getattr__ = lambda name: ("module getattr", name)
-        assert C_LOADS(data) == ("module getattr", "target")
-        del sys.modules["brinery_test_cache"]
-        with pytest.raises(ModuleNotFoundError):
-            C_LOADS(data)
-    finally:
-        sys.modules.pop("brinery_test_cache", None)
-
-
-def test_find_class_audits_and_honours_import_hooks(monkeypatch):
-    events = []
-    _GUARD_EVENTS.append(events)
-    try:
-        data = pickle.dumps([len, len, collections.OrderedDict], 4)
-        C_LOADS(data)
-        C_LOADS(data)
-    finally:
-        _GUARD_EVENTS.remove(events)
-    assert events == [("builtins", "len"),
-                      ("collections", "OrderedDict")] * 2
-    import builtins
-    imported = []
-    real_import = builtins.__import__
-
-    def spying_import(name, *args, **kwargs):
-        imported.append(name)
-        return real_import(name, *args, **kwargs)
-    monkeypatch.setattr(builtins, "__import__", spying_import)
-    C_LOADS(data)
-    C_LOADS(data)
-    assert imported.count("collections") == 2
-
-
-_GUARD_EVENTS = []
-
-
-def _audit_events(event, args):
-    if event == "pickle.find_class":
-        for events in _GUARD_EVENTS:
-            events.append(tuple(args))
-
-
-sys.addaudithook(_audit_events)
+# find_class's cache: tests/test_find_class.py (every implementation).
 
 
 def test_persistent_load_hooks():
