@@ -1256,7 +1256,7 @@ struct intern_slot {
     PyObject *key;              /* a key object seen in this load (held, so
                                    its address is not reused) */
     PyObject *interned;         /* its interned equal */
-    /* fused_setitems_build found that no data descriptor of this type
+    /* plain_attribute_key found that no data descriptor of this type
      * (at this version tag, which changes with the type) has the key's
      * name; address only. */
     PyTypeObject *plain_type;
@@ -1319,41 +1319,102 @@ intern_key(machine *m, PyObject *key)
     return interned;
 }
 
-/* BUILD's dict state for a plain instance, written through the generic
- * setattr: the same as inst.__dict__[key] = value when setattr and
- * getattr are the generic ones, __dict__ is the standard descriptor and
- * no key names a data descriptor, but it fills the instance's inline
- * values without making its __dict__ a separate dict object. Returns 1
- * when done, 0 when the object or a key does not qualify, -1 on error. */
+/* Whether BUILD may write dict state on instances of type through the
+ * generic setattr: the same as inst.__dict__[key] = value when setattr and
+ * getattr are the generic ones, __dict__ is the standard descriptor (and
+ * the type has no __setstate__, which BUILD would call instead), but it
+ * fills the instance's inline values without making its __dict__ a
+ * separate dict object. The answer for the last type is remembered at its
+ * version tag (which changes whenever the type or a base does); *version
+ * is that tag, 0 when it cannot be remembered. */
+static inline int
+plain_attributes_type(machine *m, PyTypeObject *type, unsigned int *version)
+{
+    if (type->tp_setattro != PyObject_GenericSetAttr
+        || type->tp_getattro != PyObject_GenericGetAttr) {
+        return 0;
+    }
+    unsigned int tag = PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG)
+                       ? type->tp_version_tag : 0;
+    if (tag == 0 || type != m->plain_type || tag != m->plain_version) {
+        if (_PyType_Lookup(type, m->ust->setstate) != NULL) {
+            return 0;
+        }
+        PyObject *dict_descr = _PyType_Lookup(type, m->ust->dict);
+        if (dict_descr == NULL
+            || !Py_IS_TYPE(dict_descr, &PyGetSetDescr_Type)) {
+            return 0;
+        }
+        /* The lookups may have given the type its tag. */
+        tag = PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG)
+              ? type->tp_version_tag : 0;
+        m->plain_type = tag != 0 ? type : NULL;
+        m->plain_version = tag;
+    }
+    *version = tag;
+    return 1;
+}
+
+/* key names an attribute BUILD may set through the generic setattr on a
+ * plain_attributes_type: an exact str naming no data descriptor of type
+ * (remembered in the key's intern slot by plain_attribute_name). */
+static inline int
+plain_attribute_key(machine *m, PyTypeObject *type, unsigned int version,
+                    PyObject *key)
+{
+    if (!PyUnicode_CheckExact(key)) {
+        return 0;
+    }
+    struct intern_slot *slot = intern_slot_of(m, key);
+    if (version != 0 && slot != NULL && slot->key == key
+        && slot->plain_type == type && slot->plain_version == version) {
+        return 1;
+    }
+    PyObject *descr = _PyType_Lookup(type, key);
+    return descr == NULL || Py_TYPE(descr)->tp_descr_set == NULL;
+}
+
+/* The interned name for a key plain_attribute_key accepted, the check
+ * remembered in its intern slot. New reference, NULL on error. */
+static inline PyObject *
+plain_attribute_name(machine *m, PyTypeObject *type, unsigned int version,
+                     PyObject *key)
+{
+    PyObject *name = intern_key(m, key);
+    if (name != NULL && version != 0) {
+        struct intern_slot *slot = intern_slot_of(m, key);
+        if (slot != NULL && slot->key == key) {
+            slot->plain_type = type;
+            slot->plain_version = version;
+        }
+    }
+    return name;
+}
+
+/* BUILD's dict state for a plain instance (plain_attributes_type), set
+ * through the generic setattr. Returns 1 when done, 0 when the object or
+ * a key does not qualify, -1 on error. */
 static int
 setstate_as_attributes(machine *m, PyObject *inst, PyObject *state)
 {
     PyTypeObject *type = Py_TYPE(inst);
+    unsigned int version;
     PyObject *key, *value;
     Py_ssize_t it = 0;
 
-    if (type->tp_setattro != PyObject_GenericSetAttr
-        || type->tp_getattro != PyObject_GenericGetAttr
-        || !PyDict_CheckExact(state)) {
-        return 0;
-    }
-    PyObject *dict_descr = _PyType_Lookup(type, m->ust->dict);
-    if (dict_descr == NULL || !Py_IS_TYPE(dict_descr, &PyGetSetDescr_Type)) {
+    if (!PyDict_CheckExact(state)
+        || !plain_attributes_type(m, type, &version)) {
         return 0;
     }
     /* Keys are checked as they come: when one does not qualify, the
      * caller starts over through __dict__, which sets the keys done here
      * again to the same values (their order in the dict unchanged). */
     while (PyDict_Next(state, &it, &key, &value)) {
-        if (!PyUnicode_CheckExact(key)) {
-            return 0;
-        }
-        PyObject *descr = _PyType_Lookup(type, key);
-        if (descr != NULL && Py_TYPE(descr)->tp_descr_set != NULL) {
+        if (!plain_attribute_key(m, type, version, key)) {
             return 0;
         }
         Py_INCREF(value);
-        PyObject *name = intern_key(m, key);
+        PyObject *name = plain_attribute_name(m, type, version, key);
         int rc = name == NULL ? -1 : PyObject_GenericSetAttr(inst, name,
                                                              value);
         Py_XDECREF(name);
@@ -1504,8 +1565,8 @@ op_build(machine *m)
  * the instance's __dict__, and the state dict lives on in the memo. When
  * SETITEMS fills a fresh, empty dict that nothing but the stack and one
  * memo entry holds, and BUILD follows on an instance whose BUILD would set
- * these str keys through the generic setattr (setstate_as_attributes'
- * conditions), the items go straight from the stack to the instance's
+ * these str keys through the generic setattr (plain_attributes_type and
+ * plain_attribute_key), the items go straight from the stack to the instance's
  * attributes, and the dict itself is only filled if a GET fetches it
  * (deferred_fill): the same objects come out, for less work. */
 
@@ -1650,41 +1711,12 @@ fused_setitems_build(machine *m, int *at_build)
         }
     }
     PyTypeObject *type = Py_TYPE(inst);
-    if (type->tp_setattro != PyObject_GenericSetAttr
-        || type->tp_getattro != PyObject_GenericGetAttr) {
+    unsigned int version;
+    if (!plain_attributes_type(m, type, &version)) {
         return 0;
     }
-    /* A valid version tag changes whenever the type (or a base) does. */
-    unsigned int version = PyType_HasFeature(type,
-                                             Py_TPFLAGS_VALID_VERSION_TAG)
-                           ? type->tp_version_tag : 0;
-    if (version == 0 || type != m->plain_type
-        || version != m->plain_version) {
-        if (_PyType_Lookup(type, m->ust->setstate) != NULL) {
-            return 0;
-        }
-        PyObject *dict_descr = _PyType_Lookup(type, m->ust->dict);
-        if (dict_descr == NULL
-            || !Py_IS_TYPE(dict_descr, &PyGetSetDescr_Type)) {
-            return 0;
-        }
-        version = PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG)
-                  ? type->tp_version_tag : 0;
-        m->plain_type = version != 0 ? type : NULL;
-        m->plain_version = version;
-    }
     for (Py_ssize_t i = mark; i < m->len; i += 2) {
-        PyObject *key = m->stack[i];
-        if (!PyUnicode_CheckExact(key)) {
-            return 0;
-        }
-        struct intern_slot *slot = intern_slot_of(m, key);
-        if (version != 0 && slot != NULL && slot->key == key
-            && slot->plain_type == type && slot->plain_version == version) {
-            continue;
-        }
-        PyObject *descr = _PyType_Lookup(type, key);
-        if (descr != NULL && Py_TYPE(descr)->tp_descr_set != NULL) {
+        if (!plain_attribute_key(m, type, version, m->stack[i])) {
             return 0;
         }
     }
@@ -1708,14 +1740,10 @@ fused_setitems_build(machine *m, int *at_build)
     m->nmarks--;
     m->fence = below;
     for (Py_ssize_t i = mark; i < m->len; i += 2) {
-        PyObject *name = intern_key(m, m->stack[i]);
+        PyObject *name = plain_attribute_name(m, type, version,
+                                              m->stack[i]);
         if (name == NULL) {
             return -1;
-        }
-        struct intern_slot *slot = intern_slot_of(m, m->stack[i]);
-        if (version != 0 && slot != NULL && slot->key == m->stack[i]) {
-            slot->plain_type = type;
-            slot->plain_version = version;
         }
         int set_rc = PyObject_GenericSetAttr(inst, name, m->stack[i + 1]);
         Py_DECREF(name);
