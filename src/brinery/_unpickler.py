@@ -850,13 +850,17 @@ class Unpickler:
             raise _truncated()
         return 0
 
+    def _bytes_left_in_file(self):
+        """How many bytes a seekable file holds past its position."""
+        here = self._file.tell()
+        size = self._file.seek(0, io.SEEK_END)
+        self._file.seek(here)
+        return max(size - here, 0)
+
     def _read_file(self, n):
         """Read n bytes without allocating n before they exist."""
         if self._seekable:
-            here = self._file.tell()
-            size = self._file.seek(0, io.SEEK_END)
-            self._file.seek(here)
-            data = self._file_read(min(n, max(size - here, 0)))
+            data = self._file_read(min(n, self._bytes_left_in_file()))
             return b"" if data is None else data
         chunks = []
         got = 0
@@ -1131,11 +1135,9 @@ class Unpickler:
         return end
 
     def load_bytearray8(self, pos):
-        if (self._seekable and pos + 8 <= self._end
-                and _LARGE_READ <= _unpack_uint8(self._data, pos)[0]
-                <= _SSIZE_MAX):
+        if self._seekable and pos + 8 <= self._end:
             n = _unpack_uint8(self._data, pos)[0]
-            if pos + 8 + n > self._end:
+            if _LARGE_READ <= n <= _SSIZE_MAX and pos + 8 + n > self._end:
                 return self._read_bytearray(pos + 8, n)
         data, pos, end = self._counted_bytes(pos, 8, "BYTEARRAY8")
         if end - pos >= _LARGE_READ:
@@ -1151,11 +1153,7 @@ class Unpickler:
         readinto = getattr(self._file, "readinto", None)
         data = self._data
         held = self._end - pos
-        here = self._file.tell()
-        size = self._file.seek(0, io.SEEK_END)
-        self._file.seek(here)
-        available = held + max(size - here, 0)
-        result = bytearray(min(n, available))
+        result = bytearray(min(n, held + self._bytes_left_in_file()))
         view = memoryview(result)
         view[:held] = memoryview(data)[pos:self._end]
         got = held
