@@ -2241,6 +2241,96 @@ op_readonly_buffer(machine *m)
 #  define DISPATCH() continue
 #endif
 
+/* ----------------------------------------------------------- dict keys */
+
+/* Many small pickles of the same shape (RPC messages, cache entries, one
+ * record per call) spend much of a load decoding, allocating and hashing
+ * the same few dict keys again: within one pickle the pickler memoizes a
+ * repeated key, across pickles nothing can. So the str opcodes that push
+ * a dict's key (the object below the topmost MARK is an exact dict and an
+ * even number of items sits above it) look short ASCII keys up in a cache
+ * in the module state that outlives the load, and reuse the str found
+ * there, hash included. A str is immutable: sharing it between loads
+ * gives equal results, only `is` can tell (as with interned names).
+ * A load that keeps missing (unique keys, e.g. a dict of 100k distinct
+ * names) stops looking after KEY_MISS_BUDGET misses more than hits. */
+
+#define KEY_MISS_BUDGET 64
+
+/* (head, tail) with the size tell any two byte strings of up to 16 bytes
+ * apart: the first and last 8 bytes (they overlap below 16), or for
+ * fewer than 8 bytes the first and last 4, or every byte. */
+static ALWAYS_INLINE void
+key_words(const unsigned char *s, Py_ssize_t n, uint64_t *head,
+          uint64_t *tail)
+{
+    if (n >= 8) {
+        memcpy(head, s, 8);
+        memcpy(tail, s + n - 8, 8);
+    }
+    else if (n >= 4) {
+        uint32_t a, b;
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+        *head = a;
+        *tail = b;
+    }
+    else {
+        *head = n == 0 ? 0 : (uint64_t)s[0] | (uint64_t)s[n / 2] << 8
+                             | (uint64_t)s[n - 1] << 16;
+        *tail = 0;
+    }
+}
+
+/* Whether the str about to be pushed is a dict key, by the stack's shape
+ * (the SETITEMS that will take it does not matter: a wrong guess only
+ * costs a lookup). */
+#define AT_DICT_KEY(m) \
+    ((m)->fence > 0 && (((m)->len - (m)->fence) & 1) == 0 \
+     && PyDict_CheckExact((m)->stack[(m)->fence - 1]))
+
+/* The str of n <= KEY_CACHE_MAX_BYTES UTF-8 bytes at s (new reference),
+ * from the key cache when it holds it. *budget counts misses down. */
+static PyObject *
+decode_dict_key(machine *m, const unsigned char *s, Py_ssize_t n,
+                int *budget)
+{
+    uint64_t head, tail;
+    key_words(s, n, &head, &tail);
+    uint64_t h = (head ^ (tail * UINT64_C(0xC2B2AE3D27D4EB4F)) ^ (uint64_t)n)
+                 * UINT64_C(0x9E3779B97F4A7C15);
+    key_cache_entry *e = &m->ust->key_cache[h >> (64 - KEY_CACHE_BITS)];
+    if (e->str != NULL && e->size == n && e->head == head
+        && e->tail == tail
+        && (n <= 16 || memcmp((const char *)PyUnicode_DATA(e->str) + 8,
+                              s + 8, (size_t)(n - 16)) == 0)) {
+        if (*budget < KEY_MISS_BUDGET) {
+            (*budget)++;
+        }
+        return Py_NewRef(e->str);
+    }
+    (*budget)--;
+    PyObject *str = decode_utf8(s, n);
+    if (str != NULL && PyUnicode_IS_ASCII(str)) {
+        Py_XSETREF(e->str, Py_NewRef(str));
+        e->size = n;
+        e->head = head;
+        e->tail = tail;
+    }
+    return str;
+}
+
+static void
+key_cache_clear(unpickler_state *ust)
+{
+    if (ust->key_cache == NULL) {
+        return;
+    }
+    for (Py_ssize_t i = 0; i < KEY_CACHE_SIZE; i++) {
+        Py_CLEAR(ust->key_cache[i].str);
+    }
+}
+
 /* Run the machine from m->pos to STOP. Returns the object on top of the
  * stack at STOP (new reference) and leaves m->pos after STOP, or NULL
  * with an exception carrying the position note. */
@@ -2254,6 +2344,7 @@ machine_run(machine *m)
     /* Safe mode: every opcode goes through the top of the loop, where
      * safe_before/safe_after check it (unpickler_safe.c). */
     const int safe_mode = m->safe != NULL;
+    int key_budget = KEY_MISS_BUDGET;
 
 /* After the input window may have moved (a fill or a handler that read). */
 #define RELOAD() \
@@ -2708,7 +2799,13 @@ machine_run(machine *m)
             NEED(1);
             Py_ssize_t n = data[pos];
             NEED(1 + n);
-            PUSH(decode_utf8(data + pos + 1, n));
+            if (n <= KEY_CACHE_MAX_BYTES && key_budget > 0
+                && AT_DICT_KEY(m)) {
+                PUSH(decode_dict_key(m, data + pos + 1, n, &key_budget));
+            }
+            else {
+                PUSH(decode_utf8(data + pos + 1, n));
+            }
             pos += 1 + n;
             TAKE_MEMO_OPCODE();
             DISPATCH();
@@ -2718,7 +2815,13 @@ machine_run(machine *m)
             Py_ssize_t n = (Py_ssize_t)read_u32(data + pos);
             pos += 4;
             NEED(n);
-            PUSH(decode_utf8(data + pos, n));
+            if (n <= KEY_CACHE_MAX_BYTES && key_budget > 0
+                && AT_DICT_KEY(m)) {
+                PUSH(decode_dict_key(m, data + pos, n, &key_budget));
+            }
+            else {
+                PUSH(decode_utf8(data + pos, n));
+            }
             pos += n;
             TAKE_MEMO_OPCODE();
             DISPATCH();
@@ -3575,6 +3678,11 @@ accel_unpickler_exec(PyObject *module, accel_state *st)
         PyErr_NoMemory();
         return -1;
     }
+    ust->key_cache = PyMem_Calloc(KEY_CACHE_SIZE, sizeof(key_cache_entry));
+    if (ust->key_cache == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
     if (intern_names(ust) < 0) {
         return -1;
     }
@@ -3613,6 +3721,7 @@ accel_unpickler_traverse(accel_state *st, visitproc visit, void *arg)
     }
     Py_VISIT(ust->import_func);
     Py_VISIT(ust->codecs_encode);
+    /* The key cache holds exact strs only: they cannot be in a cycle. */
     return globals_cache_traverse(ust, visit, arg);
 }
 
@@ -3626,6 +3735,8 @@ accel_unpickler_clear(accel_state *st)
     st->unpickler = NULL;
     globals_cache_clear(ust);
     PyMem_Free(ust->global_cache);
+    key_cache_clear(ust);
+    PyMem_Free(ust->key_cache);
     PyObject **names[] = {
         &ust->io.peek, &ust->io.readinto, &ust->io.read, &ust->io.readline,
         &ust->io.seekable, &ust->io.seek, &ust->io.tell, &ust->io.release,

@@ -33,6 +33,20 @@ typedef struct {
 } global_cache_entry;
 
 #define GLOBAL_CACHE_SIZE 4096  /* a power of two; as the pickler's */
+
+/* One remembered dict key (see unpickler.c, decode_dict_key): a short
+ * ASCII str and its bytes, packed so that (size, head, tail) tells equal
+ * byte strings of up to 16 bytes apart. */
+typedef struct {
+    PyObject *str;              /* exact, ASCII, owned; or NULL */
+    uint64_t head;
+    uint64_t tail;
+    Py_ssize_t size;
+} key_cache_entry;
+
+#define KEY_CACHE_BITS 9
+#define KEY_CACHE_SIZE (1 << KEY_CACHE_BITS)
+#define KEY_CACHE_MAX_BYTES 32
 #define FIND_FIX_IMPORTS 1
 #define FIND_DOTTED 2
 
@@ -57,6 +71,7 @@ typedef struct unpickler_state {
     PyObject *import_func;      /* builtins.__import__ at module exec */
     PyObject *codecs_encode;    /* _codecs.encode at module exec */
     global_cache_entry *global_cache;
+    key_cache_entry *key_cache;
 } unpickler_state;
 
 /* ---------------------------------------------------------- the machine */
