@@ -611,6 +611,53 @@ invalid:
 
 #undef NARROW_INTO
 
+/* A new compact ASCII str of n >= 1 characters, its characters (at
+ * ((PyASCIIObject *)str) + 1) left for the caller to write. What
+ * PyUnicode_New(n, 127) makes, field for field, without its general
+ * checks and size arithmetic, which cost more than the allocation for the
+ * short strs that fill most pickles. Other builds (debug, free-threaded,
+ * versions whose str layout is not written out here) use PyUnicode_New. */
+#if !defined(Py_DEBUG) && !defined(Py_GIL_DISABLED) \
+    && !defined(Py_TRACE_REFS) \
+    && PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030E0000
+#define ASCII_STR_INLINE 1
+#endif
+
+static ALWAYS_INLINE PyObject *
+new_ascii_str(Py_ssize_t n)
+{
+#ifdef ASCII_STR_INLINE
+    if (UNLIKELY(n > PY_SSIZE_T_MAX - (Py_ssize_t)sizeof(PyASCIIObject) - 1)) {
+        return PyErr_NoMemory();
+    }
+    PyASCIIObject *str = PyObject_Malloc(sizeof(PyASCIIObject)
+                                         + (size_t)n + 1);
+    if (str == NULL) {
+        return PyErr_NoMemory();
+    }
+    /* PyObject_Init without the call: PyUnicode_Type is static (no type
+     * reference to take); _Py_NewReference keeps tracemalloc informed. */
+    Py_SET_TYPE((PyObject *)str, &PyUnicode_Type);
+    _Py_NewReference((PyObject *)str);
+    str->length = n;
+    str->hash = -1;
+    str->state.interned = 0;
+    str->state.kind = PyUnicode_1BYTE_KIND;
+    str->state.compact = 1;
+    str->state.ascii = 1;
+#if PY_VERSION_HEX < 0x030C0000
+    str->state.ready = 1;
+    str->wstr = NULL;
+#else
+    str->state.statically_allocated = 0;
+#endif
+    ((char *)(str + 1))[n] = '\0';
+    return (PyObject *)str;
+#else
+    return PyUnicode_New(n, 127);
+#endif
+}
+
 /* str from UTF-8 with surrogates allowed, as pickles write it. Most text
  * is ASCII: it is copied straight into a new ASCII string while checking
  * the high bits, in one pass; the first 16 bytes are checked before
@@ -621,19 +668,39 @@ decode_utf8(const unsigned char *s, Py_ssize_t n)
 {
     uint64_t word;
     if (n < 8) {
-        unsigned char acc = 0;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            acc |= s[i];
-        }
-        if (acc & 0x80) {
-            return decode_utf8_wide(s, n, 0);
+        if (n >= 4) {
+            /* The first and last 4 bytes (overlapping) are all of it. */
+            uint32_t first, last;
+            memcpy(&first, s, 4);
+            memcpy(&last, s + n - 4, 4);
+            if ((first | last) & UINT32_C(0x80808080)) {
+                return decode_utf8_wide(s, n, 0);
+            }
+            PyObject *str = new_ascii_str(n);
+            if (str != NULL) {
+                unsigned char *out = (unsigned char *)(((PyASCIIObject *)str)
+                                                       + 1);
+                memcpy(out, &first, 4);
+                memcpy(out + n - 4, &last, 4);
+            }
+            return str;
         }
         if (n <= 1) {
-            return n == 0 ? PyUnicode_New(0, 0) : PyUnicode_FromOrdinal(s[0]);
+            if (n == 0) {
+                return PyUnicode_New(0, 0);
+            }
+            return s[0] & 0x80 ? decode_utf8_wide(s, n, 0)
+                               : PyUnicode_FromOrdinal(s[0]);
         }
-        PyObject *str = PyUnicode_New(n, 127);
+        if ((s[0] | s[1] | s[n - 1]) & 0x80) {
+            return decode_utf8_wide(s, n, 0);
+        }
+        PyObject *str = new_ascii_str(n);
         if (str != NULL) {
-            memcpy(((PyASCIIObject *)str) + 1, s, (size_t)n);
+            unsigned char *out = (unsigned char *)(((PyASCIIObject *)str) + 1);
+            out[0] = s[0];
+            out[1] = s[1];
+            out[n - 1] = s[n - 1];
         }
         return str;
     }
@@ -646,7 +713,7 @@ decode_utf8(const unsigned char *s, Py_ssize_t n)
     if (head & HIGH_BITS) {
         return decode_utf8_wide(s, n, 0);
     }
-    PyObject *str = PyUnicode_New(n, 127);
+    PyObject *str = new_ascii_str(n);
     if (str == NULL) {
         return NULL;
     }

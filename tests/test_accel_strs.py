@@ -1,4 +1,6 @@
-"""Tests of the C unpickler's dict-key cache (unpickler.c, decode_dict_key).
+"""Tests of how the C unpickler makes strs (unpickler.c): the dict-key cache
+(decode_dict_key) and short ASCII strs built without PyUnicode_New
+(new_ascii_str).
 
 The C str opcodes look short ASCII dict keys up in a cache that outlives a
 load, so many small pickles of the same shape share their key objects. That
@@ -7,11 +9,14 @@ exactly the str the pickle holds. These tests compare each load with the
 standard library's, around the cache's edges (keys that agree on their
 first and last 8 bytes, every length up to and past the cache's limit,
 non-ASCII keys, strs that are values or list items, dict subclasses, a
-load that keeps missing) and check that the cache's memory is bounded.
+load that keeps missing) and check that the cache's memory is bounded. The ASCII strs must be
+indistinguishable from the ones CPython makes: size, hash, interning,
+tracemalloc's record of where they were allocated.
 """
 
 import gc
 import pickle
+import sys
 import tracemalloc
 from collections import OrderedDict
 
@@ -146,3 +151,37 @@ def test_cache_memory_is_bounded():
         tracemalloc.stop()
     # 50k keys of ~70 bytes each would be ~3.5 MB; the cache holds 512.
     assert grown < 200_000, grown
+
+
+def ascii_texts():
+    for size in range(0, 70):
+        yield "".join(chr(32 + (size * 7 + i * 13) % 95) for i in range(size))
+
+
+@pytest.mark.parametrize("protocol", [0, 1, 2, 4, 5])
+def test_ascii_strs_are_ordinary_strs(protocol):
+    texts = list(ascii_texts())
+    got = _accel.loads(pickle.dumps(texts, protocol))
+    oracle = pickle.loads(pickle.dumps(texts, protocol))
+    assert got == texts
+    for mine, theirs in zip(got, oracle):
+        assert type(mine) is str
+        assert sys.getsizeof(mine) == sys.getsizeof(theirs)
+        assert hash(mine) == hash(theirs)
+        assert mine.isascii() and len(mine) == len(theirs)
+        assert mine.encode() == theirs.encode()
+        assert (mine + "\xe9")[:-1] == mine
+        interned = sys.intern(mine)
+        assert interned == mine
+        assert {mine: 1}[theirs] == 1
+
+
+def test_ascii_strs_are_traced_by_tracemalloc():
+    data = pickle.dumps([f"text-number-{i}" for i in range(100)], 5)
+    tracemalloc.start(1)
+    try:
+        got = _accel.loads(data)
+        traced = [tracemalloc.get_object_traceback(s) for s in got]
+    finally:
+        tracemalloc.stop()
+    assert all(tb is not None for tb in traced)
