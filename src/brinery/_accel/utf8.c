@@ -243,6 +243,37 @@ ascii_prefix(uint64_t high)
 #endif
 }
 
+/* Where the decoder goes for a byte, by its top 4 bits. With GCC and
+ * clang a table of labels (one indirect jump), else a chain of tests.
+ * Lengths the kind cannot hold go to `invalid`. */
+#if defined(__GNUC__) || defined(__clang__)
+#  define LEAD_TABLE(MAXLEN)                                                \
+    static const void *const lead_[16] = {                                  \
+        &&ascii, &&ascii, &&ascii, &&ascii, &&ascii, &&ascii, &&ascii,      \
+        &&ascii, &&invalid, &&invalid, &&invalid, &&invalid, &&two, &&two,  \
+        (MAXLEN) >= 3 ? &&three : &&invalid,                                \
+        (MAXLEN) >= 4 ? &&four : &&invalid}
+#  define GOTO_LEAD(w, MAXLEN) goto *lead_[((w) & 0xFF) >> 4]
+#else
+#  define LEAD_TABLE(MAXLEN) ((void)0)
+#  define GOTO_LEAD(w, MAXLEN)                                              \
+    do {                                                                    \
+        if (!((w) & 0x80)) {                                                \
+            goto ascii;                                                     \
+        }                                                                   \
+        if (((w) & 0xE0) == 0xC0) {                                         \
+            goto two;                                                       \
+        }                                                                   \
+        if ((MAXLEN) >= 3 && ((w) & 0xF0) == 0xE0) {                        \
+            goto three;                                                     \
+        }                                                                   \
+        if ((MAXLEN) >= 4 && ((w) & 0xF0) == 0xF0) {                        \
+            goto four;                                                      \
+        }                                                                   \
+        goto invalid;                                                       \
+    } while (0)
+#endif
+
 /* Decoders of one kind: decode from p while p < stop, reading up to 8
  * bytes from any p < stop (the caller guarantees they exist); store
  * characters at *out, never beyond o_end. Returns where decoding stopped
@@ -260,149 +291,143 @@ NAME(const unsigned char *p, const unsigned char *stop, TYPE **out,         \
 {                                                                           \
     TYPE *o = *out;                                                         \
     uint64_t w;                                                             \
-    /* Each case leaves p at the next character and goes to NEXT. */       \
+    LEAD_TABLE(MAXLEN);                                                     \
+    /* Each block leaves p at the next character and goes to next. */      \
+next:                                                                       \
     if (p >= stop) {                                                        \
-        goto done;                                                          \
+        *out = o;                                                           \
+        return p;                                                           \
     }                                                                       \
     w = load_le64(p);                                                       \
-    for (;;) {                                                              \
-        switch ((w >> 4) & 0xF) {                                           \
-        case 0x0: case 0x1: case 0x2: case 0x3:                             \
-        case 0x4: case 0x5: case 0x6: case 0x7: {                           \
-            uint64_t high = w & HIGH_BITS;                                  \
-            if (high == 0) {                                                \
-                WIDEN8(o, p);                                               \
-                p += 8;                                                     \
-                o += 8;                                                     \
-                break;                                                      \
-            }                                                               \
-            /* k ASCII characters, then something else: all 8 bytes are   \
-             * widened (the extra ones are overwritten later) where there \
-             * is room. */                                                  \
-            int k = ascii_prefix(high);                                     \
-            if (o_end - o >= 8) {                                           \
-                WIDEN8(o, p);                                               \
-            }                                                               \
-            else {                                                          \
-                for (int j = 0; j < k; j++) {                               \
-                    o[j] = p[j];                                            \
-                }                                                           \
-            }                                                               \
-            p += k;                                                         \
-            o += k;                                                         \
-            break;                                                          \
+dispatch:                                                                   \
+    GOTO_LEAD(w, MAXLEN);                                                   \
+ascii: {                                                                    \
+        uint64_t high = w & HIGH_BITS;                                      \
+        if (high == 0) {                                                    \
+            WIDEN8(o, p);                                                   \
+            p += 8;                                                         \
+            o += 8;                                                         \
+            goto next;                                                      \
         }                                                                   \
-        case 0xC: case 0xD:                                                 \
-            while ((w & REPEAT4(0xC0E0)) == REPEAT4(0x80C0)) {              \
-                uint64_t y = (w & REPEAT4(0x1F)) << 6                       \
-                             | (w >> 8 & REPEAT4(0x3F));                    \
-                /* Leads C0 and C1 give characters below 0x80. */          \
-                if (UNLIKELY(((y + REPEAT4(0x7F80)) & REPEAT4(0x8000))      \
-                             != REPEAT4(0x8000))) {                         \
-                    return NULL;                                            \
-                }                                                           \
-                PUT4X16(o, y);                                              \
-                p += 8;                                                     \
-                o += 4;                                                     \
-                if (p >= stop) {                                            \
-                    goto done;                                              \
-                }                                                           \
-                w = load_le64(p);                                           \
-            }                                                               \
-            if ((w & 0xC0E0) == 0x80C0) {                                   \
-                if (UNLIKELY((w & 0x1E) == 0)) {                            \
-                    return NULL;        /* C0, C1: overlong */              \
-                }                                                           \
-                *o++ = (TYPE)((w & 0x1F) << 6 | (w >> 8 & 0x3F));           \
-                p += 2;                                                     \
-            }                                                               \
-            else if ((w & 0xE0) == 0xC0) {                                  \
-                return NULL;            /* no continuation byte */          \
-            }                                                               \
-            break;                                                          \
-        case 0xE:                                                           \
-            if (MAXLEN < 3) {                                               \
-                return NULL;                                                \
-            }                                                               \
-            while ((w & UINT64_C(0xC0C0F0C0C0F0))                           \
-                   == UINT64_C(0x8080E08080E0)) {                           \
-                uint64_t x = (w & UINT64_C(0x0F00000F)) << 12               \
-                             | (w >> 2 & UINT64_C(0xFC0000FC0))           \
-                             | (w >> 16 & UINT64_C(0x3F00003F));            \
-                Py_UCS4 a = (Py_UCS4)(x & 0xFFFF);                          \
-                Py_UCS4 b = (Py_UCS4)(x >> 24 & 0xFFFF);                    \
-                if (UNLIKELY(a < 0x800 || (a & 0xF800) == 0xD800            \
-                             || b < 0x800 || (b & 0xF800) == 0xD800)) {     \
-                    return NULL;        /* overlong, surrogate */           \
-                }                                                           \
-                PUT2X32(o, a | (uint64_t)b << 32);                          \
-                p += 6;                                                     \
-                o += 2;                                                     \
-                if (p >= stop) {                                            \
-                    goto done;                                              \
-                }                                                           \
-                w = load_le64(p);                                           \
-            }                                                               \
-            if ((w & 0xC0C0F0) == 0x8080E0) {                               \
-                Py_UCS4 ch = (Py_UCS4)((w & 0x0F) << 12 | (w >> 2 & 0xFC0)  \
-                                       | (w >> 16 & 0x3F));                 \
-                if (UNLIKELY(ch < 0x800 || (ch & 0xF800) == 0xD800)) {      \
-                    return NULL;        /* overlong, surrogate */           \
-                }                                                           \
-                *o++ = (TYPE)ch;                                            \
-                p += 3;                                                     \
-            }                                                               \
-            else if ((w & 0xF0) == 0xE0) {                                  \
-                return NULL;            /* no continuation bytes */         \
-            }                                                               \
-            break;                                                          \
-        case 0xF:                                                           \
-            if (MAXLEN < 4) {                                               \
-                return NULL;                                                \
-            }                                                               \
-            while ((w & REPEAT2(0xC0C0C0F8)) == REPEAT2(0x808080F0)) {      \
-                uint64_t y = (w & REPEAT2(0x07)) << 18                      \
-                             | (w & REPEAT2(0x3F00)) << 4                   \
-                             | (w >> 10 & REPEAT2(0xFC0))                   \
-                             | (w >> 24 & REPEAT2(0x3F));                   \
-                /* Planes 1..16 only: bits 16..20 of each lane in 1..16. */ \
-                uint64_t planes = (y >> 16 & REPEAT2(0x1F)) + REPEAT2(0x0F); \
-                if (UNLIKELY((planes & REPEAT2(0x30)) != REPEAT2(0x10))) {  \
-                    return NULL;                                            \
-                }                                                           \
-                PUT2X32(o, y);                                              \
-                p += 8;                                                     \
-                o += 2;                                                     \
-                if (p >= stop) {                                            \
-                    goto done;                                              \
-                }                                                           \
-                w = load_le64(p);                                           \
-            }                                                               \
-            if ((w & 0xC0C0C0F8) == 0x808080F0) {                           \
-                Py_UCS4 ch = (Py_UCS4)((w & 0x07) << 18 | (w & 0x3F00) << 4 \
-                                       | (w >> 10 & 0xFC0)                  \
-                                       | (w >> 24 & 0x3F));                 \
-                if (UNLIKELY(ch - 0x10000 > 0xFFFFF)) {                     \
-                    return NULL;        /* overlong, beyond U+10FFFF */     \
-                }                                                           \
-                *o++ = (TYPE)ch;                                            \
-                p += 4;                                                     \
-            }                                                               \
-            else if ((w & 0xF0) == 0xF0) {                                  \
-                return NULL;            /* F8..FF, no continuation bytes */ \
-            }                                                               \
-            break;                                                          \
-        default:                                                            \
-            return NULL;                /* a stray continuation byte */     \
+        /* k ASCII characters, then something else: all 8 bytes are       \
+         * widened (the extra ones are overwritten later) where there is  \
+         * room. */                                                         \
+        int k = ascii_prefix(high);                                         \
+        if (LIKELY(o_end - o >= 8)) {                                       \
+            WIDEN8(o, p);                                                   \
         }                                                                   \
+        else {                                                              \
+            for (int j = 0; j < k; j++) {                                   \
+                o[j] = p[j];                                                \
+            }                                                               \
+        }                                                                   \
+        p += k;                                                             \
+        o += k;                                                             \
         if (p >= stop) {                                                    \
-            goto done;                                                      \
+            goto next;                                                      \
+        }                                                                   \
+        w = load_le64(p);                                                   \
+        goto dispatch;                                                      \
+    }                                                                       \
+two:                                                                        \
+    while ((w & REPEAT4(0xC0E0)) == REPEAT4(0x80C0)) {                      \
+        uint64_t y = (w & REPEAT4(0x1F)) << 6 | (w >> 8 & REPEAT4(0x3F));   \
+        /* Leads C0 and C1 give characters below 0x80. */                  \
+        if (UNLIKELY(((y + REPEAT4(0x7F80)) & REPEAT4(0x8000))              \
+                     != REPEAT4(0x8000))) {                                 \
+            return NULL;                                                    \
+        }                                                                   \
+        PUT4X16(o, y);                                                      \
+        p += 8;                                                             \
+        o += 4;                                                             \
+        if (p >= stop) {                                                    \
+            goto next;                                                      \
         }                                                                   \
         w = load_le64(p);                                                   \
     }                                                                       \
-done:                                                                       \
-    *out = o;                                                               \
-    return p;                                                               \
+    if ((w & 0xC0E0) != 0x80C0) {                                           \
+        if ((w & 0xE0) == 0xC0) {                                           \
+            return NULL;                /* no continuation byte */          \
+        }                                                                   \
+        goto dispatch;                  /* after a run */                   \
+    }                                                                       \
+    if (UNLIKELY((w & 0x1E) == 0)) {                                        \
+        return NULL;                    /* C0, C1: overlong */              \
+    }                                                                       \
+    *o++ = (TYPE)((w & 0x1F) << 6 | (w >> 8 & 0x3F));                       \
+    p += 2;                                                                 \
+    goto next;                                                              \
+three:                                                                      \
+    while ((w & UINT64_C(0xC0C0F0C0C0F0)) == UINT64_C(0x8080E08080E0)) {    \
+        uint64_t x = (w & UINT64_C(0x0F00000F)) << 12                       \
+                     | (w >> 2 & UINT64_C(0xFC0000FC0))                     \
+                     | (w >> 16 & UINT64_C(0x3F00003F));                    \
+        Py_UCS4 a = (Py_UCS4)(x & 0xFFFF);                                  \
+        Py_UCS4 b = (Py_UCS4)(x >> 24 & 0xFFFF);                            \
+        /* Bits 11..15 are 0 for overlong forms, 0x1B for surrogates. */   \
+        if (UNLIKELY((UINT32_C(0x08000001) >> (a >> 11)                     \
+                      | UINT32_C(0x08000001) >> (b >> 11)) & 1)) {          \
+            return NULL;                                                    \
+        }                                                                   \
+        PUT2X32(o, a | (uint64_t)b << 32);                                  \
+        p += 6;                                                             \
+        o += 2;                                                             \
+        if (p >= stop) {                                                    \
+            goto next;                                                      \
+        }                                                                   \
+        w = load_le64(p);                                                   \
+    }                                                                       \
+    if ((w & 0xC0C0F0) != 0x8080E0) {                                       \
+        if ((w & 0xF0) == 0xE0) {                                           \
+            return NULL;                /* no continuation bytes */         \
+        }                                                                   \
+        goto dispatch;                                                      \
+    }                                                                       \
+    {                                                                       \
+        Py_UCS4 ch = (Py_UCS4)((w & 0x0F) << 12 | (w >> 2 & 0xFC0)          \
+                               | (w >> 16 & 0x3F));                         \
+        if (UNLIKELY(ch < 0x800 || (ch & 0xF800) == 0xD800)) {              \
+            return NULL;                /* overlong, surrogate */           \
+        }                                                                   \
+        *o++ = (TYPE)ch;                                                    \
+        p += 3;                                                             \
+        goto next;                                                          \
+    }                                                                       \
+four:                                                                       \
+    while ((w & REPEAT2(0xC0C0C0F8)) == REPEAT2(0x808080F0)) {              \
+        uint64_t y = (w & REPEAT2(0x07)) << 18 | (w & REPEAT2(0x3F00)) << 4 \
+                     | (w >> 10 & REPEAT2(0xFC0)) | (w >> 24 & REPEAT2(0x3F)); \
+        /* Planes 1..16 only: bits 16..20 of each lane in 1..16. */         \
+        uint64_t planes = (y >> 16 & REPEAT2(0x1F)) + REPEAT2(0x0F);        \
+        if (UNLIKELY((planes & REPEAT2(0x30)) != REPEAT2(0x10))) {          \
+            return NULL;                                                    \
+        }                                                                   \
+        PUT2X32(o, y);                                                      \
+        p += 8;                                                             \
+        o += 2;                                                             \
+        if (p >= stop) {                                                    \
+            goto next;                                                      \
+        }                                                                   \
+        w = load_le64(p);                                                   \
+    }                                                                       \
+    if ((w & 0xC0C0C0F8) != 0x808080F0) {                                   \
+        if ((w & 0xF0) == 0xF0) {                                           \
+            return NULL;                /* F8..FF, no continuation bytes */ \
+        }                                                                   \
+        goto dispatch;                                                      \
+    }                                                                       \
+    {                                                                       \
+        Py_UCS4 ch = (Py_UCS4)((w & 0x07) << 18 | (w & 0x3F00) << 4         \
+                               | (w >> 10 & 0xFC0) | (w >> 24 & 0x3F));     \
+        if (UNLIKELY(ch - 0x10000 > 0xFFFFF)) {                             \
+            return NULL;                /* overlong, beyond U+10FFFF */     \
+        }                                                                   \
+        *o++ = (TYPE)ch;                                                    \
+        p += 4;                                                             \
+        goto next;                                                          \
+    }                                                                       \
+invalid:                                                                    \
+    return NULL;                                                            \
 }
 
 DEFINE_DECODER(decode_ucs1, Py_UCS1, 2, widen8_ucs1, put4x16_ucs1,
