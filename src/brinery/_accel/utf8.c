@@ -345,6 +345,18 @@ two:                                                                        \
         }                                                                   \
         w = load_le64(p);                                                   \
     }                                                                       \
+    if ((w & 0xC0E0C0E0) == 0x80C080C0) {                                   \
+        uint32_t y = (uint32_t)((w & 0x001F001F) << 6                       \
+                                | (w >> 8 & 0x003F003F));                   \
+        if (UNLIKELY(((y + 0x7F807F80) & 0x80008000) != 0x80008000)) {      \
+            return NULL;                                                    \
+        }                                                                   \
+        o[0] = (TYPE)(y & 0xFFFF);                                          \
+        o[1] = (TYPE)(y >> 16);                                             \
+        p += 4;                                                             \
+        o += 2;                                                             \
+        goto next;                                                          \
+    }                                                                       \
     if ((w & 0xC0E0) != 0x80C0) {                                           \
         if ((w & 0xE0) == 0xC0) {                                           \
             return NULL;                /* no continuation byte */          \
@@ -397,9 +409,9 @@ four:                                                                       \
     while ((w & REPEAT2(0xC0C0C0F8)) == REPEAT2(0x808080F0)) {              \
         uint64_t y = (w & REPEAT2(0x07)) << 18 | (w & REPEAT2(0x3F00)) << 4 \
                      | (w >> 10 & REPEAT2(0xFC0)) | (w >> 24 & REPEAT2(0x3F)); \
-        /* Planes 1..16 only: bits 16..20 of each lane in 1..16. */         \
-        uint64_t planes = (y >> 16 & REPEAT2(0x1F)) + REPEAT2(0x0F);        \
-        if (UNLIKELY((planes & REPEAT2(0x30)) != REPEAT2(0x10))) {          \
+        /* U+10000..U+10FFFF only: each lane minus 0x10000 is below        \
+         * 0x100000 (a lane below 0x10000 borrows, setting high bits). */  \
+        if (UNLIKELY((y - REPEAT2(0x10000)) & REPEAT2(0xFFF00000))) {       \
             return NULL;                                                    \
         }                                                                   \
         PUT2X32(o, y);                                                      \
@@ -449,14 +461,15 @@ DEFINE_DECODER(decode_ucs4, Py_UCS4, 4, widen8_ucs4, put4x16_ucs4,
         const unsigned char *end_ = s + n;                                  \
         (ok) = 0;                                                           \
         if (n >= 8) {                                                       \
-            p_ = DECODER(p_, end_ - 7, &o_, o_end_);                                \
+            p_ = DECODER(p_, end_ - 7, &o_, o_end_);                        \
         }                                                                   \
         if (p_ != NULL) {                                                   \
             unsigned char pad_[16];                                         \
             Py_ssize_t rest_ = end_ - p_;                                   \
             memset(pad_, 0xFF, sizeof(pad_));                               \
             memcpy(pad_, p_, (size_t)rest_);                                \
-            const unsigned char *q_ = DECODER(pad_, pad_ + rest_, &o_, o_end_);     \
+            const unsigned char *q_ = DECODER(pad_, pad_ + rest_, &o_,      \
+                                              o_end_);                      \
             (ok) = q_ == pad_ + rest_ && o_ == o_end_;                      \
         }                                                                   \
     } while (0)
