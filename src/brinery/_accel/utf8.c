@@ -26,7 +26,8 @@
  * never write more characters than pass 1 counted, valid input or not.
  *
  * BRINERY_UTF8_PORTABLE (e.g. CFLAGS=-DBRINERY_UTF8_PORTABLE) forces the
- * portable word-at-a-time code on x86-64 too, so that it can be tested.
+ * portable code on x86-64 too, so that it can be tested: words instead of
+ * SSE2 vectors, and tests instead of a table of labels for dispatching.
  * utf8_copy_ascii(), the ASCII fast path, is inline in utf8.h.
  */
 #include "utf8.h"
@@ -244,9 +245,10 @@ ascii_prefix(uint64_t high)
 }
 
 /* Where the decoder goes for a byte, by its top 4 bits. With GCC and
- * clang a table of labels (one indirect jump), else a chain of tests.
- * Lengths the kind cannot hold go to `invalid`. */
-#if defined(__GNUC__) || defined(__clang__)
+ * clang a table of labels (one indirect jump), else (and in the portable
+ * build) a chain of tests. Lengths the kind cannot hold go to `invalid`. */
+#if (defined(__GNUC__) || defined(__clang__)) \
+    && !defined(BRINERY_UTF8_PORTABLE)
 #  define LEAD_TABLE(MAXLEN)                                                \
     static const void *const lead_[16] = {                                  \
         &&ascii, &&ascii, &&ascii, &&ascii, &&ascii, &&ascii, &&ascii,      \
