@@ -16,8 +16,10 @@
  *    C3 characters U+0080..U+00FF; no byte >= 0x80 means ASCII.
  * 2. a decoder specialised for that kind writes straight into the new
  *    str, validating every sequence (continuation bytes, overlong forms,
- *    surrogates, beyond U+10FFFF) as it goes; ASCII runs go 8 bytes at a
- *    time and runs of 2-byte characters 4 at a time.
+ *    surrogates, beyond U+10FFFF) as it goes; a table of labels on the
+ *    lead byte's top bits picks the path; ASCII runs go 8 bytes at a
+ *    time, runs of 2-byte characters 4 or 2 at a time, of 3- and 4-byte
+ *    characters 2 at a time, in the lanes of a 64-bit word.
  *
  * Anything that is not strict UTF-8 (truncated or stray sequences, and
  * the encoded surrogates "surrogatepass" accepts) makes pass 2 give up,
@@ -50,12 +52,17 @@
 static inline uint64_t
 load_le64(const unsigned char *p)
 {
+#if PY_LITTLE_ENDIAN
     uint64_t w;
     memcpy(&w, p, 8);
-#if PY_BIG_ENDIAN
-    w = __builtin_bswap64(w);
-#endif
     return w;
+#else
+    uint64_t w = 0;
+    for (int j = 7; j >= 0; j--) {
+        w = w << 8 | p[j];
+    }
+    return w;
+#endif
 }
 
 /* Widest character class found by the scan. */
@@ -169,10 +176,13 @@ put4x16_ucs1(Py_UCS1 *o, uint64_t y)
 {
     y = (y | y >> 8) & UINT64_C(0x0000FFFF0000FFFF);
     uint32_t packed = (uint32_t)(y | y >> 16);
-#if PY_BIG_ENDIAN
-    packed = __builtin_bswap32(packed);
-#endif
+#if PY_LITTLE_ENDIAN
     memcpy(o, &packed, 4);
+#else
+    for (int j = 0; j < 4; j++) {
+        o[j] = (Py_UCS1)(packed >> 8 * j);
+    }
+#endif
 }
 
 static inline void
@@ -276,6 +286,18 @@ ascii_prefix(uint64_t high)
     } while (0)
 #endif
 
+/* In a decoder, after a run's step of `bytes` bytes and `chars`
+ * characters: the word at the next position, or the end. */
+#define NEXT_IN_RUN(bytes, chars)                                           \
+    do {                                                                    \
+        p += (bytes);                                                       \
+        o += (chars);                                                       \
+        if (p >= stop) {                                                    \
+            goto next;                                                      \
+        }                                                                   \
+        w = load_le64(p);                                                   \
+    } while (0)
+
 /* Decoders of one kind: decode from p while p < stop, reading up to 8
  * bytes from any p < stop (the caller guarantees they exist); store
  * characters at *out, never beyond o_end. Returns where decoding stopped
@@ -340,12 +362,7 @@ two:                                                                        \
             return NULL;                                                    \
         }                                                                   \
         PUT4X16(o, y);                                                      \
-        p += 8;                                                             \
-        o += 4;                                                             \
-        if (p >= stop) {                                                    \
-            goto next;                                                      \
-        }                                                                   \
-        w = load_le64(p);                                                   \
+        NEXT_IN_RUN(8, 4);                                              \
     }                                                                       \
     if ((w & 0xC0E0C0E0) == 0x80C080C0) {                                   \
         uint32_t y = (uint32_t)((w & 0x001F001F) << 6                       \
@@ -384,12 +401,7 @@ three:                                                                      \
             return NULL;                                                    \
         }                                                                   \
         PUT2X32(o, a | (uint64_t)b << 32);                                  \
-        p += 6;                                                             \
-        o += 2;                                                             \
-        if (p >= stop) {                                                    \
-            goto next;                                                      \
-        }                                                                   \
-        w = load_le64(p);                                                   \
+        NEXT_IN_RUN(6, 2);                                              \
     }                                                                       \
     if ((w & 0xC0C0F0) != 0x8080E0) {                                       \
         if ((w & 0xF0) == 0xE0) {                                           \
@@ -410,19 +422,15 @@ three:                                                                      \
 four:                                                                       \
     while ((w & REPEAT2(0xC0C0C0F8)) == REPEAT2(0x808080F0)) {              \
         uint64_t y = (w & REPEAT2(0x07)) << 18 | (w & REPEAT2(0x3F00)) << 4 \
-                     | (w >> 10 & REPEAT2(0xFC0)) | (w >> 24 & REPEAT2(0x3F)); \
+                     | (w >> 10 & REPEAT2(0xFC0))                           \
+                     | (w >> 24 & REPEAT2(0x3F));                           \
         /* U+10000..U+10FFFF only: each lane minus 0x10000 is below        \
          * 0x100000 (a lane below 0x10000 borrows, setting high bits). */  \
         if (UNLIKELY((y - REPEAT2(0x10000)) & REPEAT2(0xFFF00000))) {       \
             return NULL;                                                    \
         }                                                                   \
         PUT2X32(o, y);                                                      \
-        p += 8;                                                             \
-        o += 2;                                                             \
-        if (p >= stop) {                                                    \
-            goto next;                                                      \
-        }                                                                   \
-        w = load_le64(p);                                                   \
+        NEXT_IN_RUN(8, 2);                                              \
     }                                                                       \
     if ((w & 0xC0C0C0F8) != 0x808080F0) {                                   \
         if ((w & 0xF0) == 0xF0) {                                           \
