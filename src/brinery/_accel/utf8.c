@@ -333,6 +333,12 @@ ascii: {                                                                    \
             o += 8;                                                         \
             goto next;                                                      \
         }                                                                   \
+        if (high & 0x8000) {                                                \
+            /* One ASCII character between others (Latin text). */         \
+            *o++ = (TYPE)(w & 0x7F);                                        \
+            p++;                                                            \
+            goto next;                                                      \
+        }                                                                   \
         /* k ASCII characters, then something else: all 8 bytes are       \
          * widened (the extra ones are overwritten later) where there is  \
          * room. */                                                         \
@@ -354,6 +360,9 @@ ascii: {                                                                    \
         goto dispatch;                                                      \
     }                                                                       \
 two:                                                                        \
+    if ((w & 0xC0E0C0E0) != 0x80C080C0) {                                   \
+        goto two_single;                                                    \
+    }                                                                       \
     while ((w & REPEAT4(0xC0E0)) == REPEAT4(0x80C0)) {                      \
         uint64_t y = (w & REPEAT4(0x1F)) << 6 | (w >> 8 & REPEAT4(0x3F));   \
         /* Leads C0 and C1 give characters below 0x80. */                  \
@@ -376,6 +385,7 @@ two:                                                                        \
         o += 2;                                                             \
         goto next;                                                          \
     }                                                                       \
+two_single:                                                                 \
     if ((w & 0xC0E0) != 0x80C0) {                                           \
         if ((w & 0xE0) == 0xC0) {                                           \
             return NULL;                /* no continuation byte */          \
