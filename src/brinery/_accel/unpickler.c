@@ -23,6 +23,7 @@
  */
 #include "unpickler.h"
 #include "unpickler_safe.h"
+#include "utf8.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -518,10 +519,9 @@ static PyObject *
 decode_utf8_wide(const unsigned char *s, Py_ssize_t n, Py_ssize_t ascii)
 {
     if (n > WIDE_STACK_CHARS) {
-        /* Long text: CPython's decoder, which writes the string directly
-         * (widening it as it goes) and skips ASCII runs word by word, is
-         * faster there; surrogatepass only matters on its error path. */
-        return PyUnicode_DecodeUTF8((const char *)s, n, "surrogatepass");
+        /* Long text: the two-pass decoder of utf8.c, which writes the
+         * string of the right kind directly. */
+        return utf8_decode_text(s, n);
     }
     /* At most one character per byte. */
     Py_UCS4 buf[WIDE_STACK_CHARS];
@@ -719,22 +719,11 @@ decode_utf8(const unsigned char *s, Py_ssize_t n)
     }
     /* A compact ASCII string's characters follow its header. */
     unsigned char *out = (unsigned char *)(((PyASCIIObject *)str) + 1);
-    Py_ssize_t i = 0;
-    for (; i + 8 < n; i += 8) {
-        memcpy(&word, s + i, 8);
-        if (word & HIGH_BITS) {
-            Py_DECREF(str);
-            return decode_utf8_wide(s, n, i);
-        }
-        memcpy(out + i, &word, 8);
-    }
-    /* The last 8 bytes, overlapping what was copied. */
-    memcpy(&word, s + n - 8, 8);
-    if (word & HIGH_BITS) {
+    Py_ssize_t ascii = utf8_copy_ascii(out, s, n);
+    if (ascii < n) {
         Py_DECREF(str);
-        return decode_utf8_wide(s, n, n - 8);
+        return decode_utf8_wide(s, n, ascii);
     }
-    memcpy(out + n - 8, &word, 8);
     return str;
 }
 
