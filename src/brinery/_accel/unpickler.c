@@ -2376,6 +2376,18 @@ decode_dict_key(machine *m, const unsigned char *s, Py_ssize_t n,
     return str;
 }
 
+/* The str argument of SHORT_BINUNICODE / BINUNICODE (new reference):
+ * through the key cache when it is a short dict key, else decoded. */
+static ALWAYS_INLINE PyObject *
+decode_text_arg(machine *m, const unsigned char *s, Py_ssize_t n,
+                int *key_budget)
+{
+    if (n <= KEY_CACHE_MAX_BYTES && *key_budget > 0 && AT_DICT_KEY(m)) {
+        return decode_dict_key(m, s, n, key_budget);
+    }
+    return decode_utf8(s, n);
+}
+
 static void
 key_cache_clear(unpickler_state *ust)
 {
@@ -2855,13 +2867,7 @@ machine_run(machine *m)
             NEED(1);
             Py_ssize_t n = data[pos];
             NEED(1 + n);
-            if (n <= KEY_CACHE_MAX_BYTES && key_budget > 0
-                && AT_DICT_KEY(m)) {
-                PUSH(decode_dict_key(m, data + pos + 1, n, &key_budget));
-            }
-            else {
-                PUSH(decode_utf8(data + pos + 1, n));
-            }
+            PUSH(decode_text_arg(m, data + pos + 1, n, &key_budget));
             pos += 1 + n;
             TAKE_MEMO_OPCODE();
             DISPATCH();
@@ -2871,13 +2877,7 @@ machine_run(machine *m)
             Py_ssize_t n = (Py_ssize_t)read_u32(data + pos);
             pos += 4;
             NEED(n);
-            if (n <= KEY_CACHE_MAX_BYTES && key_budget > 0
-                && AT_DICT_KEY(m)) {
-                PUSH(decode_dict_key(m, data + pos, n, &key_budget));
-            }
-            else {
-                PUSH(decode_utf8(data + pos, n));
-            }
+            PUSH(decode_text_arg(m, data + pos, n, &key_budget));
             pos += n;
             TAKE_MEMO_OPCODE();
             DISPATCH();

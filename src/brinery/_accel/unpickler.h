@@ -33,6 +33,8 @@ typedef struct {
 } global_cache_entry;
 
 #define GLOBAL_CACHE_SIZE 4096  /* a power of two; as the pickler's */
+#define FIND_FIX_IMPORTS 1
+#define FIND_DOTTED 2
 
 /* One remembered dict key (see unpickler.c, decode_dict_key): a short
  * ASCII str and its bytes, packed so that (size, head, tail) tells equal
@@ -47,8 +49,6 @@ typedef struct {
 #define KEY_CACHE_BITS 9
 #define KEY_CACHE_SIZE (1 << KEY_CACHE_BITS)
 #define KEY_CACHE_MAX_BYTES 32
-#define FIND_FIX_IMPORTS 1
-#define FIND_DOTTED 2
 
 /* What unpickler.c keeps in the module state (accel_state.unpickler). */
 typedef struct unpickler_state {
