@@ -493,7 +493,7 @@ fetch_opcode(machine *m, Py_ssize_t pos)
 
 /* ------------------------------------------------------ text and bytes */
 
-#define HIGH_BITS UINT64_C(0x8080808080808080)
+#define HIGH_BITS UTF8_HIGH_BITS      /* utf8.h */
 
 /* The longest text (in bytes) that decode_utf8_wide decodes itself, into
  * a buffer on the C stack. */
