@@ -24,6 +24,7 @@
 #include "unpickler.h"
 #include "unpickler_safe.h"
 #include "utf8.h"
+#include "bigmem.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -2920,7 +2921,7 @@ machine_run(machine *m)
             }
             NEED(n);
             BYTES_PAYLOAD_AT(pos);
-            PUSH(PyBytes_FromStringAndSize((const char *)data + pos, n));
+            PUSH(bigmem_copy((const char *)data + pos, n, 0));
             pos += n;
             DISPATCH();
         }
@@ -2947,9 +2948,7 @@ machine_run(machine *m)
             NEED((Py_ssize_t)n);
             BYTES_PAYLOAD_AT(pos);
             const char *s = (const char *)data + pos;
-            PUSH(op == OP_BINBYTES8
-                 ? PyBytes_FromStringAndSize(s, (Py_ssize_t)n)
-                 : PyByteArray_FromStringAndSize(s, (Py_ssize_t)n));
+            PUSH(bigmem_copy(s, (Py_ssize_t)n, op == OP_BYTEARRAY8));
             pos += (Py_ssize_t)n;
             DISPATCH();
         }
