@@ -1,6 +1,6 @@
 """Tests of how the C unpickler makes strs (unpickler.c): the dict-key cache
-(decode_dict_key) and short ASCII strs built without PyUnicode_New
-(new_ascii_str).
+(decode_dict_key) and short strs built without PyUnicode_New
+(new_ascii_str, new_wide_str).
 
 The C str opcodes look short ASCII dict keys up in a cache that outlives a
 load, so many small pickles of the same shape share their key objects. That
@@ -9,9 +9,10 @@ exactly the str the pickle holds. These tests compare each load with the
 standard library's, around the cache's edges (keys that agree on their
 first and last 8 bytes, every length up to and past the cache's limit,
 non-ASCII keys, strs that are values or list items, dict subclasses, a
-load that keeps missing) and check that the cache's memory is bounded. The ASCII strs must be
-indistinguishable from the ones CPython makes: size, hash, interning,
-tracemalloc's record of where they were allocated.
+load that keeps missing) and check that the cache's memory is bounded. The
+strs must be indistinguishable from the ones CPython makes, ASCII or not: size, hash,
+interning, the UTF-8 form CPython caches in a str, tracemalloc's record of
+where they were allocated.
 """
 
 import gc
@@ -185,3 +186,83 @@ def test_ascii_strs_are_traced_by_tracemalloc():
     finally:
         tracemalloc.stop()
     assert all(tb is not None for tb in traced)
+
+
+# -- non-ASCII strs (new_wide_str) --------------------------------------
+
+WIDE_ALPHABETS = {
+    "latin-1": "\xa0éßøÿ",                  # 1 byte per character
+    "bmp": "жзиλ日本\u20ac\ufffd",          # 2 bytes per character
+    "astral": "😀🐍\U0010fffd𝄞",            # 4 bytes per character
+}
+
+
+def wide_texts():
+    for name, alphabet in WIDE_ALPHABETS.items():
+        for size in range(1, 50):
+            # ASCII around and between, so that each kind is reached from
+            # texts whose first non-ASCII character is at any position.
+            text = "".join(alphabet[(size + i) % len(alphabet)]
+                           if (size * 5 + i * 3) % 4 else "a"
+                           for i in range(size))
+            yield name, text
+            yield name, "x" * size + alphabet[size % len(alphabet)]
+
+
+def utf8_cached(text):
+    """Ask CPython for the str's UTF-8 form, which it keeps in the str."""
+    import ctypes
+    as_utf8 = ctypes.pythonapi.PyUnicode_AsUTF8
+    as_utf8.restype = ctypes.c_char_p
+    as_utf8.argtypes = [ctypes.py_object]
+    return as_utf8(text)
+
+
+@pytest.mark.parametrize("protocol", [0, 1, 2, 4, 5])
+def test_wide_strs_are_ordinary_strs(protocol):
+    texts = [text for _, text in wide_texts()]
+    got = _accel.loads(pickle.dumps(texts, protocol))
+    oracle = pickle.loads(pickle.dumps(texts, protocol))
+    assert got == texts
+    for mine, theirs in zip(got, oracle):
+        assert type(mine) is str
+        assert sys.getsizeof(mine) == sys.getsizeof(theirs), mine
+        assert hash(mine) == hash(theirs)
+        assert max(map(ord, mine)) == max(map(ord, theirs))
+        assert (mine + "\x00")[:-1] == mine
+        assert mine.encode("utf-16-le") == theirs.encode("utf-16-le")
+        assert sys.intern(mine) == mine
+        assert {mine: 1}[theirs] == 1
+        # The UTF-8 form CPython caches in the str, and its size after.
+        assert utf8_cached(mine) == utf8_cached(theirs) == mine.encode()
+        assert sys.getsizeof(mine) == sys.getsizeof(theirs), mine
+
+
+def test_wide_strs_are_traced_by_tracemalloc():
+    texts = [f"{alphabet}-{i}" for alphabet in WIDE_ALPHABETS.values()
+             for i in range(50)]
+    data = pickle.dumps(texts, 5)
+    tracemalloc.start(1)
+    try:
+        got = _accel.loads(data)
+        traced = [tracemalloc.get_object_traceback(s) for s in got]
+    finally:
+        tracemalloc.stop()
+    assert got == texts
+    assert all(tb is not None for tb in traced)
+
+
+def test_wide_strs_leave_no_memory_behind():
+    data = pickle.dumps([text for _, text in wide_texts()], 5)
+    _accel.loads(data)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(20):
+            _accel.loads(data)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 4096

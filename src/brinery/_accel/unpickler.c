@@ -496,6 +496,100 @@ fetch_opcode(machine *m, Py_ssize_t pos)
 
 #define HIGH_BITS UTF8_HIGH_BITS      /* utf8.h */
 
+/* New compact strs, their characters left for the caller to write: what
+ * PyUnicode_New makes, field for field, without its general checks and
+ * size arithmetic, which cost more than the allocation for the short strs
+ * that fill most pickles. Other builds (debug, free-threaded, versions
+ * whose str layout is not written out here) use PyUnicode_New. */
+#if !defined(Py_DEBUG) && !defined(Py_GIL_DISABLED) \
+    && !defined(Py_TRACE_REFS) \
+    && PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030E0000
+#define COMPACT_STR_INLINE 1
+#endif
+
+#ifdef COMPACT_STR_INLINE
+/* A compact str of n >= 1 characters of `kind` (ASCII when `ascii`); the
+ * header is a PyASCIIObject for ASCII, else a PyCompactUnicodeObject. */
+static ALWAYS_INLINE PyObject *
+new_compact_str(Py_ssize_t n, int kind, int ascii)
+{
+    size_t header = ascii ? sizeof(PyASCIIObject)
+                          : sizeof(PyCompactUnicodeObject);
+    if (UNLIKELY(n > (PY_SSIZE_T_MAX - (Py_ssize_t)header) / kind - 1)) {
+        return PyErr_NoMemory();
+    }
+    PyASCIIObject *str = PyObject_Malloc(header + ((size_t)n + 1) * kind);
+    if (str == NULL) {
+        return PyErr_NoMemory();
+    }
+    /* PyObject_Init without the call: PyUnicode_Type is static (no type
+     * reference to take); _Py_NewReference keeps tracemalloc informed. */
+    Py_SET_TYPE((PyObject *)str, &PyUnicode_Type);
+    _Py_NewReference((PyObject *)str);
+    str->length = n;
+    str->hash = -1;
+    str->state.interned = 0;
+    str->state.kind = kind;
+    str->state.compact = 1;
+    str->state.ascii = ascii;
+#if PY_VERSION_HEX < 0x030C0000
+    str->state.ready = 1;
+    str->wstr = NULL;
+#else
+    str->state.statically_allocated = 0;
+#endif
+    if (!ascii) {
+        PyCompactUnicodeObject *wide = (PyCompactUnicodeObject *)str;
+        wide->utf8_length = 0;
+        wide->utf8 = NULL;
+#if PY_VERSION_HEX < 0x030C0000
+        wide->wstr_length = 0;
+#endif
+    }
+    char *data = (char *)str + header;
+    switch (kind) {
+    case PyUnicode_1BYTE_KIND:
+        ((Py_UCS1 *)data)[n] = 0;
+        break;
+    case PyUnicode_2BYTE_KIND:
+        ((Py_UCS2 *)data)[n] = 0;
+        break;
+    default:
+        ((Py_UCS4 *)data)[n] = 0;
+        break;
+    }
+    return (PyObject *)str;
+}
+#endif
+
+/* A new compact ASCII str of n >= 1 characters, its characters (at
+ * ((PyASCIIObject *)str) + 1) left for the caller to write. */
+static ALWAYS_INLINE PyObject *
+new_ascii_str(Py_ssize_t n)
+{
+#ifdef COMPACT_STR_INLINE
+    return new_compact_str(n, PyUnicode_1BYTE_KIND, 1);
+#else
+    return PyUnicode_New(n, 127);
+#endif
+}
+
+/* A new compact str of n >= 1 characters whose widest is maxchar (0xFF,
+ * 0xFFFF or 0x10FFFF); the caller returns CPython's singletons for one
+ * Latin-1 character itself. */
+static ALWAYS_INLINE PyObject *
+new_wide_str(Py_ssize_t n, Py_UCS4 maxchar)
+{
+#ifdef COMPACT_STR_INLINE
+    int kind = maxchar == 0xFF ? PyUnicode_1BYTE_KIND
+               : maxchar == 0xFFFF ? PyUnicode_2BYTE_KIND
+                                   : PyUnicode_4BYTE_KIND;
+    return new_compact_str(n, kind, 0);
+#else
+    return PyUnicode_New(n, maxchar);
+#endif
+}
+
 /* The longest text (in bytes) that decode_utf8_wide decodes itself, into
  * a buffer on the C stack. */
 #define WIDE_STACK_CHARS 128
@@ -590,7 +684,7 @@ decode_utf8_wide(const unsigned char *s, Py_ssize_t n, Py_ssize_t ascii)
     /* The OR is below 0x100 (0x10000) exactly when every character is. */
     Py_UCS4 maxchar = bits < 0x100 ? 0xFF : bits < 0x10000 ? 0xFFFF
                                                             : 0x10FFFF;
-    PyObject *str = PyUnicode_New(k, maxchar);
+    PyObject *str = new_wide_str(k, maxchar);
     if (str != NULL) {
         switch (PyUnicode_KIND(str)) {
         case PyUnicode_1BYTE_KIND:
@@ -611,53 +705,6 @@ invalid:
 }
 
 #undef NARROW_INTO
-
-/* A new compact ASCII str of n >= 1 characters, its characters (at
- * ((PyASCIIObject *)str) + 1) left for the caller to write. What
- * PyUnicode_New(n, 127) makes, field for field, without its general
- * checks and size arithmetic, which cost more than the allocation for the
- * short strs that fill most pickles. Other builds (debug, free-threaded,
- * versions whose str layout is not written out here) use PyUnicode_New. */
-#if !defined(Py_DEBUG) && !defined(Py_GIL_DISABLED) \
-    && !defined(Py_TRACE_REFS) \
-    && PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030E0000
-#define ASCII_STR_INLINE 1
-#endif
-
-static ALWAYS_INLINE PyObject *
-new_ascii_str(Py_ssize_t n)
-{
-#ifdef ASCII_STR_INLINE
-    if (UNLIKELY(n > PY_SSIZE_T_MAX - (Py_ssize_t)sizeof(PyASCIIObject) - 1)) {
-        return PyErr_NoMemory();
-    }
-    PyASCIIObject *str = PyObject_Malloc(sizeof(PyASCIIObject)
-                                         + (size_t)n + 1);
-    if (str == NULL) {
-        return PyErr_NoMemory();
-    }
-    /* PyObject_Init without the call: PyUnicode_Type is static (no type
-     * reference to take); _Py_NewReference keeps tracemalloc informed. */
-    Py_SET_TYPE((PyObject *)str, &PyUnicode_Type);
-    _Py_NewReference((PyObject *)str);
-    str->length = n;
-    str->hash = -1;
-    str->state.interned = 0;
-    str->state.kind = PyUnicode_1BYTE_KIND;
-    str->state.compact = 1;
-    str->state.ascii = 1;
-#if PY_VERSION_HEX < 0x030C0000
-    str->state.ready = 1;
-    str->wstr = NULL;
-#else
-    str->state.statically_allocated = 0;
-#endif
-    ((char *)(str + 1))[n] = '\0';
-    return (PyObject *)str;
-#else
-    return PyUnicode_New(n, 127);
-#endif
-}
 
 /* str from UTF-8 with surrogates allowed, as pickles write it. Most text
  * is ASCII: it is copied straight into a new ASCII string while checking
