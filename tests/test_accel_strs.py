@@ -266,3 +266,20 @@ def test_wide_strs_leave_no_memory_behind():
     finally:
         tracemalloc.stop()
     assert grown < 4096
+
+
+@pytest.mark.parametrize("protocol", [1, 4, 5])
+@pytest.mark.parametrize("wide", ["\x80", "é", "€", "😀", "\udc80"])
+def test_one_wide_character_at_every_position(protocol, wide):
+    # Short strs are checked for ASCII a few words at a time (the first
+    # and last 4 or 8 bytes, overlapping): a wide character anywhere in
+    # them must be found.
+    texts = ["a" * at + wide + "b" * (size - at - 1)
+             for size in range(1, 41) for at in range(size)]
+    data = pickle.dumps(texts, protocol)
+    got = _accel.loads(data)
+    assert got == texts
+    # (the originals now hold their cached UTF-8 form: compare sizes with
+    # fresh strs)
+    oracle = pickle.loads(data)
+    assert [sys.getsizeof(t) for t in got] == [sys.getsizeof(t) for t in oracle]

@@ -2433,6 +2433,23 @@ decode_text_arg(machine *m, const unsigned char *s, Py_ssize_t n,
     if (n <= KEY_CACHE_MAX_BYTES && *key_budget > 0 && AT_DICT_KEY(m)) {
         return decode_dict_key(m, s, n, key_budget);
     }
+    if (n >= 8 && n <= 16) {
+        /* The commonest strs, ASCII words and names, without a call: the
+         * first and last 8 bytes (overlapping) are all of it. */
+        uint64_t first, last;
+        memcpy(&first, s, 8);
+        memcpy(&last, s + n - 8, 8);
+        if (!((first | last) & HIGH_BITS)) {
+            PyObject *str = new_ascii_str(n);
+            if (str != NULL) {
+                unsigned char *out = (unsigned char *)(((PyASCIIObject *)str)
+                                                       + 1);
+                memcpy(out, &first, 8);
+                memcpy(out + n - 8, &last, 8);
+            }
+            return str;
+        }
+    }
     return decode_utf8(s, n);
 }
 
