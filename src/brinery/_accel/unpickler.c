@@ -2390,7 +2390,7 @@ key_words(const unsigned char *s, Py_ssize_t n, uint64_t *head,
  * (the SETITEMS that will take it does not matter: a wrong guess only
  * costs a lookup). */
 #define AT_DICT_KEY(m) \
-    ((m)->fence > 0 && (((m)->len - (m)->fence) & 1) == 0 \
+    ((((m)->len - (m)->fence) & 1) == 0 && (m)->fence > 0 \
      && PyDict_CheckExact((m)->stack[(m)->fence - 1]))
 
 /* The str of n <= KEY_CACHE_MAX_BYTES UTF-8 bytes at s (new reference),
