@@ -17,7 +17,9 @@ CFLAGS=-DBRINERY_UTF8_PORTABLE and running this module (docs/sanitizer.md).
 The module is skipped when the accelerator is not built.
 """
 
+import pathlib
 import pickle
+import runpy
 import struct
 import sys
 
@@ -32,6 +34,8 @@ except (ImportError, AttributeError):  # pragma: no cover - build without C
     pytest.skip("brinery._accel has no loads", allow_module_level=True)
 
 pytestmark = pytest.mark.c_extension
+
+ACCEL_DIR = pathlib.Path(__file__).parent.parent / "src" / "brinery" / "_accel"
 
 
 def short_binunicode(data):
@@ -199,3 +203,15 @@ def test_one_byte_changed(text, draw):
     at = draw.draw(st.integers(0, len(data) - 1))
     data[at] = draw.draw(st.integers(0, 255))
     check(bytes(data))
+
+
+# ------------------------------------------ the vector stage's tables
+
+
+def test_simd_tables_header_is_generated():
+    generator = runpy.run_path(str(ACCEL_DIR / "utf8_tables.py"))
+    assert (ACCEL_DIR / "utf8_tables.h").read_text() == \
+        generator["c_header"](), (
+        "src/brinery/_accel/utf8_tables.h is stale: regenerate it with "
+        "python src/brinery/_accel/utf8_tables.py > "
+        "src/brinery/_accel/utf8_tables.h")

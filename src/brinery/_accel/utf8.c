@@ -70,9 +70,11 @@ enum { CLASS_ASCII, CLASS_UCS1, CLASS_UCS2, CLASS_UCS4 };
 
 /* ------------------------------------------------------------ pass 1 */
 
-/* Number of characters in s[0:n] if it is valid UTF-8, and its class. */
+/* Number of characters in s[0:n] if it is valid UTF-8, and its class;
+ * *ed is false when no byte is ED (the lead of U+D000..U+DFFF, so of
+ * all encoded surrogates), which spares the vector stage its check. */
 static Py_ssize_t
-scan(const unsigned char *s, Py_ssize_t n, int *cls)
+scan(const unsigned char *s, Py_ssize_t n, int *cls, int *ed)
 {
     Py_ssize_t i = 0, conts = 0;
     unsigned int top = 0;           /* the largest byte */
@@ -80,6 +82,10 @@ scan(const unsigned char *s, Py_ssize_t n, int *cls)
     const __m128i zero = _mm_setzero_si128();
     const __m128i first_lead = _mm_set1_epi8((char)0xC0);
     __m128i vmax = zero;
+#  if UTF8_SIMD
+    const __m128i lead_ed = _mm_set1_epi8((char)0xED);
+    __m128i eds = zero;
+#  endif
     while (n - i >= 16) {
         /* Per-byte counters of continuation bytes: at most 255 blocks
          * before they are summed. */
@@ -93,6 +99,9 @@ scan(const unsigned char *s, Py_ssize_t n, int *cls)
             vmax = _mm_max_epu8(vmax, v);
             /* 0x80..0xBF are the signed bytes below (char)0xC0. */
             counts = _mm_sub_epi8(counts, _mm_cmplt_epi8(v, first_lead));
+#  if UTF8_SIMD
+            eds = _mm_or_si128(eds, _mm_cmpeq_epi8(v, lead_ed));
+#  endif
         }
         __m128i sums = _mm_sad_epu8(counts, zero);
         conts += _mm_cvtsi128_si32(sums)
@@ -103,7 +112,13 @@ scan(const unsigned char *s, Py_ssize_t n, int *cls)
     vmax = _mm_max_epu8(vmax, _mm_srli_si128(vmax, 2));
     vmax = _mm_max_epu8(vmax, _mm_srli_si128(vmax, 1));
     top = (unsigned int)_mm_cvtsi128_si32(vmax) & 0xFF;
+#  if UTF8_SIMD
+    *ed = _mm_movemask_epi8(eds) != 0;
+#  else
+    *ed = 1;
+#  endif
 #else
+    *ed = 1;
     /* Per word, flags in each byte's high bit: continuation bytes, bytes
      * >= 0x80, >= 0xC4, >= 0xF0. */
     uint64_t high = 0, ge_c4 = 0, ge_f0 = 0;
@@ -124,6 +139,7 @@ scan(const unsigned char *s, Py_ssize_t n, int *cls)
     for (; i < n; i++) {
         unsigned int c = s[i];
         conts += (c & 0xC0) == 0x80;
+        *ed |= c == 0xED;
         if (c > top) {
             top = c;
         }
@@ -469,18 +485,33 @@ DEFINE_DECODER(decode_ucs2, Py_UCS2, 3, widen8_ucs2, put4x16_ucs2,
 DEFINE_DECODER(decode_ucs4, Py_UCS4, 4, widen8_ucs4, put4x16_ucs4,
                put2x32_ucs4)
 
-/* Decode all of s[0:n] with one decoder: the part from which 8 bytes can
- * be read in place, then the last bytes from a copy padded with 0xFF
- * (neither ASCII nor a continuation byte, so a sequence cut short by the
- * end fails, and no 8-byte ASCII run can reach into the padding). */
-#define DECODE_ALL(DECODER, TYPE, str, s, n, ok)                            \
+/* The vector stage (utf8_simd.c), where there is one: p becomes where it
+ * stopped, or NULL. */
+#if UTF8_SIMD
+#  define SIMD_STAGE(SIMD, p, end, o, ed)                                   \
+    do {                                                                    \
+        if ((end) - (p) >= 16) {                                            \
+            (p) = SIMD((p), (end), &(o), (ed));                             \
+        }                                                                   \
+    } while (0)
+#else
+#  define SIMD_STAGE(SIMD, p, end, o, ed) ((void)(ed))
+#endif
+
+/* Decode all of s[0:n]: the vector stage if any, then one decoder: the
+ * part from which 8 bytes can be read in place, then the last bytes from
+ * a copy padded with 0xFF (neither ASCII nor a continuation byte, so a
+ * sequence cut short by the end fails, and no 8-byte ASCII run can reach
+ * into the padding). */
+#define DECODE_ALL(SIMD, DECODER, TYPE, str, s, n, ed, ok)                  \
     do {                                                                    \
         TYPE *o_ = (TYPE *)PyUnicode_DATA(str);                             \
         TYPE *o_end_ = o_ + PyUnicode_GET_LENGTH(str);                      \
         const unsigned char *p_ = s;                                        \
         const unsigned char *end_ = s + n;                                  \
         (ok) = 0;                                                           \
-        if (n >= 8) {                                                       \
+        SIMD_STAGE(SIMD, p_, end_, o_, ed);                                 \
+        if (p_ != NULL && end_ - p_ >= 8) {                                 \
             p_ = DECODER(p_, end_ - 7, &o_, o_end_);                        \
         }                                                                   \
         if (p_ != NULL) {                                                   \
@@ -497,8 +528,8 @@ DEFINE_DECODER(decode_ucs4, Py_UCS4, 4, widen8_ucs4, put4x16_ucs4,
 PyObject *
 utf8_decode_text(const unsigned char *s, Py_ssize_t n)
 {
-    int cls, ok;
-    Py_ssize_t length = scan(s, n, &cls);
+    int cls, ed, ok;
+    Py_ssize_t length = scan(s, n, &cls, &ed);
     PyObject *str;
     switch (cls) {
     case CLASS_ASCII:
@@ -521,21 +552,21 @@ utf8_decode_text(const unsigned char *s, Py_ssize_t n)
         if (str == NULL) {
             return NULL;
         }
-        DECODE_ALL(decode_ucs1, Py_UCS1, str, s, n, ok);
+        DECODE_ALL(utf8_simd_ucs1, decode_ucs1, Py_UCS1, str, s, n, ed, ok);
         break;
     case CLASS_UCS2:
         str = PyUnicode_New(length, 0xFFFF);
         if (str == NULL) {
             return NULL;
         }
-        DECODE_ALL(decode_ucs2, Py_UCS2, str, s, n, ok);
+        DECODE_ALL(utf8_simd_ucs2, decode_ucs2, Py_UCS2, str, s, n, ed, ok);
         break;
     default:
         str = PyUnicode_New(length, 0x10FFFF);
         if (str == NULL) {
             return NULL;
         }
-        DECODE_ALL(decode_ucs4, Py_UCS4, str, s, n, ok);
+        DECODE_ALL(utf8_simd_ucs4, decode_ucs4, Py_UCS4, str, s, n, ed, ok);
         break;
     }
     if (LIKELY(ok)) {
