@@ -36,18 +36,14 @@ PyObject *utf8_decode_text(const unsigned char *s, Py_ssize_t n);
 #if UTF8_SIMD
 /* Decode s[0:...] into *out while at least 16 bytes are left before end
  * (s must start a character; *out must have room for the characters
- * utf8.c's scan counted; `surrogates` is false when the text holds no
- * byte ED); returns where decoding stopped and advances *out, or NULL
- * when the text is not strict UTF-8. */
+ * utf8.c's scan counted); returns where decoding stopped and advances
+ * *out, or NULL when the text is not UTF-8 as "surrogatepass" reads it. */
 const unsigned char *utf8_simd_ucs1(const unsigned char *s,
-                                    const unsigned char *end, Py_UCS1 **out,
-                                    int surrogates);
+                                    const unsigned char *end, Py_UCS1 **out);
 const unsigned char *utf8_simd_ucs2(const unsigned char *s,
-                                    const unsigned char *end, Py_UCS2 **out,
-                                    int surrogates);
+                                    const unsigned char *end, Py_UCS2 **out);
 const unsigned char *utf8_simd_ucs4(const unsigned char *s,
-                                    const unsigned char *end, Py_UCS4 **out,
-                                    int surrogates);
+                                    const unsigned char *end, Py_UCS4 **out);
 #endif
 
 /* Copy s[0:n] to out while it is ASCII; returns n when all of it was,

@@ -6,8 +6,8 @@
  * need fewer instructions), chosen at run time from what the CPU
  * supports. They stop when fewer than 16 bytes are left, returning where
  * (utf8.c's scalar decoders do the rest), or return NULL at the first
- * window that is not strict UTF-8 (utf8.c then leaves the whole text to
- * CPython's decoder). On other machines, in the portable build and on
+ * window that is not UTF-8 as "surrogatepass" reads it (utf8.c then
+ * leaves the whole text to CPython's decoder, for its exception). On other machines, in the portable build and on
  * CPUs without SSE4.1 they decode nothing.
  *
  * A window of 16 ASCII bytes is widened as it is. Otherwise the window's
@@ -18,8 +18,10 @@
  * bits a sequence of that length has, two multiply-adds join the payload
  * bits into the code point, and a range check per lane rejects overlong
  * forms, code points beyond U+10FFFF and lead bytes of another length
- * (which also covers missing and stray continuation bytes); encoded
- * surrogates are rejected as in utf8.c (CPython's decoder handles them).
+ * (which also covers missing and stray continuation bytes). Encoded
+ * surrogates are decoded like any other 3-byte sequence, which is what
+ * "surrogatepass" gives (utf8.c's scalar decoders leave them to CPython's
+ * decoder instead; the result is the same).
  *
  * The caller gives a text whose characters were counted by utf8.c's scan
  * (one per non-continuation byte): 16 bytes of a window then always hold
@@ -75,10 +77,9 @@
     _mm_load_si128((const __m128i *)(utf8_simd_records + (entry)->record   \
                                      + 16 * (k)))
 
-/* One decoder per target, kind and whether the text may hold encoded
- * surrogates (utf8.c's scan saw a byte ED): decode from p while 16 bytes
- * are left before end; returns where it stopped, or NULL. */
-#define DEFINE_SIMD_DECODER(NAME, TARGET, TYPE, WIDEN16, STORE4, SURROGATES)\
+/* One decoder per target and kind: decode from p while 16 bytes are left
+ * before end; returns where it stopped, or NULL. */
+#define DEFINE_SIMD_DECODER(NAME, TARGET, TYPE, WIDEN16, STORE4)            \
 __attribute__((target(TARGET))) static const unsigned char *                \
 NAME(const unsigned char *p, const unsigned char *end, TYPE **out)          \
 {                                                                           \
@@ -87,8 +88,6 @@ NAME(const unsigned char *p, const unsigned char *end, TYPE **out)          \
     const __m128i first_lead = _mm_set1_epi8((char)0xC0);                   \
     const __m128i weights6 = _mm_set1_epi16(0x4001);      /* 1, 64 */       \
     const __m128i weights12 = _mm_set1_epi32(0x10000001); /* 1, 4096 */     \
-    const __m128i surrogate_bits = _mm_set1_epi32((int)0xFFFFF800);         \
-    const __m128i surrogate = _mm_set1_epi32(0xD800);                       \
     while (p <= last) {                                                     \
         __m128i v = _mm_loadu_si128((const __m128i *)p);                    \
         /* Signed, the continuation bytes are those below (char)0xC0. */   \
@@ -110,10 +109,6 @@ NAME(const unsigned char *p, const unsigned char *end, TYPE **out)          \
         __m128i bad = _mm_xor_si128(                                        \
             cp, _mm_min_epu32(_mm_max_epu32(cp, RECORD_VECTOR(e, 2)),       \
                               RECORD_VECTOR(e, 3)));                        \
-        if (SURROGATES) {                                                   \
-            bad = _mm_or_si128(bad, _mm_cmpeq_epi32(                        \
-                _mm_and_si128(cp, surrogate_bits), surrogate));             \
-        }                                                                   \
         if (!_mm_testz_si128(bad, bad)) {                                   \
             return NULL;                                                    \
         }                                                                   \
@@ -127,24 +122,18 @@ NAME(const unsigned char *p, const unsigned char *end, TYPE **out)          \
 
 #define DEFINE_SIMD_DECODERS(KIND, TYPE)                                    \
     DEFINE_SIMD_DECODER(KIND##_sse41, SIMD_TARGET_SSE41, TYPE,              \
-                        WIDEN16_##KIND, STORE4_##KIND, 0)                   \
-    DEFINE_SIMD_DECODER(KIND##_sse41_sur, SIMD_TARGET_SSE41, TYPE,          \
-                        WIDEN16_##KIND, STORE4_##KIND, 1)                   \
+                        WIDEN16_##KIND, STORE4_##KIND)                      \
     DEFINE_SIMD_DECODER(KIND##_avx2, SIMD_TARGET_AVX2, TYPE,                \
-                        WIDEN16_##KIND, STORE4_##KIND, 0)                   \
-    DEFINE_SIMD_DECODER(KIND##_avx2_sur, SIMD_TARGET_AVX2, TYPE,            \
-                        WIDEN16_##KIND, STORE4_##KIND, 1)                   \
+                        WIDEN16_##KIND, STORE4_##KIND)                      \
     const unsigned char *                                                   \
     utf8_simd_##KIND(const unsigned char *p, const unsigned char *end,      \
-                     TYPE **out, int surrogates)                            \
+                     TYPE **out)                                            \
     {                                                                       \
         if (__builtin_cpu_supports("avx2")) {                               \
-            return surrogates ? KIND##_avx2_sur(p, end, out)                \
-                              : KIND##_avx2(p, end, out);                   \
+            return KIND##_avx2(p, end, out);                                \
         }                                                                   \
         if (__builtin_cpu_supports("sse4.1")) {                             \
-            return surrogates ? KIND##_sse41_sur(p, end, out)               \
-                              : KIND##_sse41(p, end, out);                  \
+            return KIND##_sse41(p, end, out);                               \
         }                                                                   \
         return p;                                                           \
     }
