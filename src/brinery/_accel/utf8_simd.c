@@ -40,6 +40,14 @@
 
 #include "utf8_tables.h"
 
+/* BRINERY_UTF8_NO_AVX2 (CFLAGS=-DBRINERY_UTF8_NO_AVX2) makes AVX2 CPUs
+ * run the SSE4.1 code too, so that it can be tested on them. */
+#ifdef BRINERY_UTF8_NO_AVX2
+#  define USE_AVX2 0
+#else
+#  define USE_AVX2 1
+#endif
+
 #define SIMD_TARGET_SSE41 "ssse3,sse4.1"
 #define SIMD_TARGET_AVX2 "avx2"
 
@@ -129,7 +137,7 @@ NAME(const unsigned char *p, const unsigned char *end, TYPE **out)          \
     utf8_simd_##KIND(const unsigned char *p, const unsigned char *end,      \
                      TYPE **out)                                            \
     {                                                                       \
-        if (__builtin_cpu_supports("avx2")) {                               \
+        if (USE_AVX2 && __builtin_cpu_supports("avx2")) {                   \
             return KIND##_avx2(p, end, out);                                \
         }                                                                   \
         if (__builtin_cpu_supports("sse4.1")) {                             \
