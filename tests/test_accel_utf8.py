@@ -17,7 +17,9 @@ CFLAGS=-DBRINERY_UTF8_PORTABLE and running this module (docs/sanitizer.md).
 The module is skipped when the accelerator is not built.
 """
 
+import pathlib
 import pickle
+import runpy
 import struct
 import sys
 
@@ -32,6 +34,8 @@ except (ImportError, AttributeError):  # pragma: no cover - build without C
     pytest.skip("brinery._accel has no loads", allow_module_level=True)
 
 pytestmark = pytest.mark.c_extension
+
+ACCEL_DIR = pathlib.Path(__file__).parent.parent / "src" / "brinery" / "_accel"
 
 
 def short_binunicode(data):
@@ -199,3 +203,111 @@ def test_one_byte_changed(text, draw):
     at = draw.draw(st.integers(0, len(data) - 1))
     data[at] = draw.draw(st.integers(0, 255))
     check(bytes(data))
+
+
+# ------------------------------------------ the vector stage's tables
+
+
+def test_simd_tables_header_is_generated():
+    generator = runpy.run_path(str(ACCEL_DIR / "utf8_tables.py"))
+    assert (ACCEL_DIR / "utf8_tables.h").read_text() == \
+        generator["c_header"](), (
+        "src/brinery/_accel/utf8_tables.h is stale: regenerate it with "
+        "python src/brinery/_accel/utf8_tables.py > "
+        "src/brinery/_accel/utf8_tables.h")
+
+
+# ------------------------------------------------ the vector stage
+#
+# utf8_simd.c decodes texts over 128 bytes (shorter ones never reach
+# utf8.c) in 16-byte windows of 3 or 4 characters (or 16 ASCII bytes)
+# until fewer than 16 bytes are left; it decodes encoded surrogates
+# itself, where the scalar decoders leave them to CPython's decoder.
+
+# Hangul U+D000..U+D7FF share the lead byte ED with the surrogates.
+HANGUL = ["\ud000", "\ud55c", "\ud7a3", "\ud7ff"]
+
+
+def mixed_text(seed, length, alphabet):
+    """A deterministic text of `length` characters from `alphabet`."""
+    state = seed
+    out = []
+    for _ in range(length):
+        state = (state * 1103515245 + 12345) % 2**31
+        out.append(alphabet[(state >> 8) % len(alphabet)])
+    return "".join(out)
+
+
+MIXED_ALPHABETS = {
+    "all_lengths": ["a", " ", "é", "ж", "日", "😀"],
+    "two_three": ["ж", "日", "ü"],
+    "three_four": ["日", "😀"],
+    "one_four": ["a", "😀"],
+    "edges": EDGE_CHARS,
+    "hangul": HANGUL + ["a", "日", "😀"],
+}
+
+
+@pytest.mark.parametrize("alphabet", sorted(MIXED_ALPHABETS))
+@pytest.mark.parametrize("seed", range(4))
+def test_mixed_lengths_at_every_window_boundary(alphabet, seed):
+    """Texts whose byte lengths cover every tail left after the 16-byte
+    windows (0..15 bytes) just above the 128-byte threshold and longer,
+    each starting at every offset of an ASCII prefix."""
+    text = mixed_text(seed, 400, MIXED_ALPHABETS[alphabet])
+    for prefix in range(0, 17):
+        for end in range(30, 400, 7):
+            check(encode("x" * prefix + text[:end]))
+
+
+@pytest.mark.parametrize("size", range(120, 150))
+def test_sizes_around_the_threshold(size):
+    """Texts of 120..149 bytes, around the 128-byte threshold of the
+    short decoder and the first windows of the vector stage."""
+    for alphabet in MIXED_ALPHABETS.values():
+        text = mixed_text(size, size, alphabet)
+        data = encode(text)
+        while len(data) > size:
+            text = text[:-1]
+            data = encode(text)
+        check(data + b"a" * (size - len(data)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(WIDTH_CHARS + EDGE_CHARS + HANGUL + [" "]),
+                min_size=40, max_size=200))
+def test_arbitrary_mixes_of_lengths(chars):
+    check(encode("".join(chars)))
+
+
+SIMD_BODIES = {
+    "all_lengths": encode(mixed_text(7, 60, MIXED_ALPHABETS["all_lengths"])),
+    "hangul": encode(mixed_text(7, 60, MIXED_ALPHABETS["hangul"])),
+    "ascii_then_wide": b"a" * 40 + encode("日😀é" * 10),
+}
+
+
+@pytest.mark.parametrize("body", sorted(SIMD_BODIES))
+@pytest.mark.parametrize("bad", INVALID_SEQUENCES + [
+    b"\xed\xa0\x80", b"\xed\xbf\xbf", b"\xf4\x8f\xbf\xbf\xbf",
+    b"\x80" * 5, b"\xf0\x9f\x98\x80\x80", b"\xe6\x97\xa5\x80\x80\x80"],
+    ids=repr)
+def test_invalid_sequence_at_every_window_position(body, bad):
+    """Each invalid sequence (and each encoded surrogate, which CPython's
+    decoder takes) at every byte of texts that mix all lengths, so at
+    every position of a 16-byte window and across windows."""
+    data = SIMD_BODIES[body]
+    for at in range(len(data) + 1):
+        check(data[:at] + bad + data[at:])
+
+
+@pytest.mark.parametrize("at", range(0, 200, 3))
+def test_surrogate_beside_hangul(at):
+    """Surrogates give what "surrogatepass" gives wherever they are, next
+    to Hangul (the same lead byte) or not."""
+    body = encode("日a😀ж" * 30)
+    for extra in ("", "\ud7ff", "\ud000"):
+        for sur in ("\ud800", "\udfff", "\udbff\udc00"):
+            data = body[:at] + encode(sur + extra) + body[at:]
+            check(data)
+            check(encode(extra) + data)

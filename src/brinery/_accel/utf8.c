@@ -6,7 +6,7 @@
  * kind (1, 2 or 4 bytes per character, always the narrowest that fits,
  * as CPython requires of compact strs), the same exceptions.
  *
- * utf8_decode_text() works in two passes:
+ * utf8_decode_text() works in two passes, the second in two stages:
  *
  * 1. a scan, 16 bytes at a time (SSE2) or 8 (portable words), finds the
  *    number of characters (the bytes that are not continuation bytes
@@ -14,7 +14,10 @@
  *    gives the kind exactly: F0..F4 start characters >= U+10000; E0..EF
  *    characters U+0800..U+FFFF; C4..DF characters U+0100..U+07FF; C2 and
  *    C3 characters U+0080..U+00FF; no byte >= 0x80 means ASCII.
- * 2. a decoder specialised for that kind writes straight into the new
+ * 2. on x86-64, the vector stage of utf8_simd.c decodes 16-byte windows
+ *    straight into the new str while 16 bytes are left (SSSE3/SSE4.1 or
+ *    AVX2, chosen at run time; it decodes nothing on other CPUs);
+ *    then a decoder specialised for that kind writes the rest into the
  *    str, validating every sequence (continuation bytes, overlong forms,
  *    surrogates, beyond U+10FFFF) as it goes; a table of labels on the
  *    lead byte's top bits picks the path; ASCII runs go 8 bytes at a
@@ -22,10 +25,12 @@
  *    characters 2 at a time, in the lanes of a 64-bit word.
  *
  * Anything that is not strict UTF-8 (truncated or stray sequences, and
- * the encoded surrogates "surrogatepass" accepts) makes pass 2 give up,
- * and CPython's own decoder produces the result or the exception. Since
- * each character written consumes one non-continuation byte, pass 2 can
- * never write more characters than pass 1 counted, valid input or not.
+ * the encoded surrogates "surrogatepass" accepts; the vector stage
+ * decodes those itself) makes pass 2 give up, and CPython's own decoder
+ * produces the result or the exception. Since each character written
+ * consumes one non-continuation byte, pass 2 can never write more
+ * characters than pass 1 counted, valid input or not (the vector stage's
+ * stores of 4 lanes included, see utf8_simd.c).
  *
  * BRINERY_UTF8_PORTABLE (e.g. CFLAGS=-DBRINERY_UTF8_PORTABLE) forces the
  * portable code on x86-64 too, so that it can be tested: words instead of
@@ -469,18 +474,33 @@ DEFINE_DECODER(decode_ucs2, Py_UCS2, 3, widen8_ucs2, put4x16_ucs2,
 DEFINE_DECODER(decode_ucs4, Py_UCS4, 4, widen8_ucs4, put4x16_ucs4,
                put2x32_ucs4)
 
-/* Decode all of s[0:n] with one decoder: the part from which 8 bytes can
- * be read in place, then the last bytes from a copy padded with 0xFF
- * (neither ASCII nor a continuation byte, so a sequence cut short by the
- * end fails, and no 8-byte ASCII run can reach into the padding). */
-#define DECODE_ALL(DECODER, TYPE, str, s, n, ok)                            \
+/* The vector stage (utf8_simd.c), where there is one: p becomes where it
+ * stopped, or NULL. */
+#if UTF8_SIMD
+#  define SIMD_STAGE(SIMD, p, end, o)                                       \
+    do {                                                                    \
+        if ((end) - (p) >= 16) {                                            \
+            (p) = SIMD((p), (end), &(o));                                   \
+        }                                                                   \
+    } while (0)
+#else
+#  define SIMD_STAGE(SIMD, p, end, o) ((void)0)
+#endif
+
+/* Decode all of s[0:n]: the vector stage if any, then one decoder: the
+ * part from which 8 bytes can be read in place, then the last bytes from
+ * a copy padded with 0xFF (neither ASCII nor a continuation byte, so a
+ * sequence cut short by the end fails, and no 8-byte ASCII run can reach
+ * into the padding). */
+#define DECODE_ALL(SIMD, DECODER, TYPE, str, s, n, ok)                      \
     do {                                                                    \
         TYPE *o_ = (TYPE *)PyUnicode_DATA(str);                             \
         TYPE *o_end_ = o_ + PyUnicode_GET_LENGTH(str);                      \
         const unsigned char *p_ = s;                                        \
         const unsigned char *end_ = s + n;                                  \
         (ok) = 0;                                                           \
-        if (n >= 8) {                                                       \
+        SIMD_STAGE(SIMD, p_, end_, o_);                                     \
+        if (p_ != NULL && end_ - p_ >= 8) {                                 \
             p_ = DECODER(p_, end_ - 7, &o_, o_end_);                        \
         }                                                                   \
         if (p_ != NULL) {                                                   \
@@ -521,21 +541,21 @@ utf8_decode_text(const unsigned char *s, Py_ssize_t n)
         if (str == NULL) {
             return NULL;
         }
-        DECODE_ALL(decode_ucs1, Py_UCS1, str, s, n, ok);
+        DECODE_ALL(utf8_simd_ucs1, decode_ucs1, Py_UCS1, str, s, n, ok);
         break;
     case CLASS_UCS2:
         str = PyUnicode_New(length, 0xFFFF);
         if (str == NULL) {
             return NULL;
         }
-        DECODE_ALL(decode_ucs2, Py_UCS2, str, s, n, ok);
+        DECODE_ALL(utf8_simd_ucs2, decode_ucs2, Py_UCS2, str, s, n, ok);
         break;
     default:
         str = PyUnicode_New(length, 0x10FFFF);
         if (str == NULL) {
             return NULL;
         }
-        DECODE_ALL(decode_ucs4, Py_UCS4, str, s, n, ok);
+        DECODE_ALL(utf8_simd_ucs4, decode_ucs4, Py_UCS4, str, s, n, ok);
         break;
     }
     if (LIKELY(ok)) {

@@ -23,7 +23,28 @@
 
 #define UTF8_HIGH_BITS UINT64_C(0x8080808080808080)
 
+/* The vector stage of utf8_simd.c: x86-64 with GCC or clang (for
+ * target attributes and __builtin_cpu_supports), not the portable build. */
+#if UTF8_SSE2 && defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#  define UTF8_SIMD 1
+#else
+#  define UTF8_SIMD 0
+#endif
+
 PyObject *utf8_decode_text(const unsigned char *s, Py_ssize_t n);
+
+#if UTF8_SIMD
+/* Decode s[0:...] into *out while at least 16 bytes are left before end
+ * (s must start a character; *out must have room for the characters
+ * utf8.c's scan counted); returns where decoding stopped and advances
+ * *out, or NULL when the text is not UTF-8 as "surrogatepass" reads it. */
+const unsigned char *utf8_simd_ucs1(const unsigned char *s,
+                                    const unsigned char *end, Py_UCS1 **out);
+const unsigned char *utf8_simd_ucs2(const unsigned char *s,
+                                    const unsigned char *end, Py_UCS2 **out);
+const unsigned char *utf8_simd_ucs4(const unsigned char *s,
+                                    const unsigned char *end, Py_UCS4 **out);
+#endif
 
 /* Copy s[0:n] to out while it is ASCII; returns n when all of it was,
  * else an offset before the first non-ASCII byte (everything before it
