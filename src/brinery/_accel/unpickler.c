@@ -2449,6 +2449,7 @@ decode_text_arg(machine *m, const unsigned char *s, Py_ssize_t n,
             }
             return str;
         }
+        return decode_utf8_wide(s, n, 0);
     }
     return decode_utf8(s, n);
 }
