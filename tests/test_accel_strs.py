@@ -177,15 +177,20 @@ def test_ascii_strs_are_ordinary_strs(protocol):
         assert {mine: 1}[theirs] == 1
 
 
-def test_ascii_strs_are_traced_by_tracemalloc():
-    data = pickle.dumps([f"text-number-{i}" for i in range(100)], 5)
+def check_traced_by_tracemalloc(texts):
+    data = pickle.dumps(texts, 5)
     tracemalloc.start(1)
     try:
         got = _accel.loads(data)
         traced = [tracemalloc.get_object_traceback(s) for s in got]
     finally:
         tracemalloc.stop()
+    assert got == texts
     assert all(tb is not None for tb in traced)
+
+
+def test_ascii_strs_are_traced_by_tracemalloc():
+    check_traced_by_tracemalloc([f"text-number-{i}" for i in range(100)])
 
 
 # -- non-ASCII strs (new_wide_str) --------------------------------------
@@ -239,17 +244,9 @@ def test_wide_strs_are_ordinary_strs(protocol):
 
 
 def test_wide_strs_are_traced_by_tracemalloc():
-    texts = [f"{alphabet}-{i}" for alphabet in WIDE_ALPHABETS.values()
-             for i in range(50)]
-    data = pickle.dumps(texts, 5)
-    tracemalloc.start(1)
-    try:
-        got = _accel.loads(data)
-        traced = [tracemalloc.get_object_traceback(s) for s in got]
-    finally:
-        tracemalloc.stop()
-    assert got == texts
-    assert all(tb is not None for tb in traced)
+    check_traced_by_tracemalloc([f"{alphabet}-{i}"
+                                 for alphabet in WIDE_ALPHABETS.values()
+                                 for i in range(50)])
 
 
 def test_wide_strs_leave_no_memory_behind():

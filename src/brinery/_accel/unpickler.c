@@ -574,6 +574,21 @@ new_ascii_str(Py_ssize_t n)
 #endif
 }
 
+/* A new ASCII str of n characters, w <= n <= 2w, from its first and last
+ * w bytes (overlapping), which the caller has checked are ASCII. */
+static ALWAYS_INLINE PyObject *
+ascii_str_from_ends(const void *first, const void *last, size_t w,
+                    Py_ssize_t n)
+{
+    PyObject *str = new_ascii_str(n);
+    if (str != NULL) {
+        unsigned char *out = (unsigned char *)(((PyASCIIObject *)str) + 1);
+        memcpy(out, first, w);
+        memcpy(out + n - w, last, w);
+    }
+    return str;
+}
+
 /* A new compact str of n >= 1 characters whose widest is maxchar (0xFF,
  * 0xFFFF or 0x10FFFF); the caller returns CPython's singletons for one
  * Latin-1 character itself. */
@@ -724,14 +739,7 @@ decode_utf8(const unsigned char *s, Py_ssize_t n)
             if ((first | last) & UINT32_C(0x80808080)) {
                 return decode_utf8_wide(s, n, 0);
             }
-            PyObject *str = new_ascii_str(n);
-            if (str != NULL) {
-                unsigned char *out = (unsigned char *)(((PyASCIIObject *)str)
-                                                       + 1);
-                memcpy(out, &first, 4);
-                memcpy(out + n - 4, &last, 4);
-            }
-            return str;
+            return ascii_str_from_ends(&first, &last, 4, n);
         }
         if (n <= 1) {
             if (n == 0) {
@@ -2440,14 +2448,7 @@ decode_text_arg(machine *m, const unsigned char *s, Py_ssize_t n,
         memcpy(&first, s, 8);
         memcpy(&last, s + n - 8, 8);
         if (!((first | last) & HIGH_BITS)) {
-            PyObject *str = new_ascii_str(n);
-            if (str != NULL) {
-                unsigned char *out = (unsigned char *)(((PyASCIIObject *)str)
-                                                       + 1);
-                memcpy(out, &first, 8);
-                memcpy(out + n - 8, &last, 8);
-            }
-            return str;
+            return ascii_str_from_ends(&first, &last, 8, n);
         }
         return decode_utf8_wide(s, n, 0);
     }
