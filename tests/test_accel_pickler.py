@@ -1080,20 +1080,28 @@ def cloudpickle_style_class(base, module):
     """cloudpickle's CloudPickler, rebuilt on `base`.
 
     Its methods refer to the module-level name `Pickler` (the stdlib's C
-    Pickler); they get a copy of their globals where that name is `base`.
+    Pickler) and, in cloudpickle 3, to their class through `super()`:
+    they get a copy of their globals where that name is `base`, and a
+    `__class__` cell holding the new class.
     """
     namespace = dict(vars(module))
     namespace["Pickler"] = base
-    attrs = {}
+    cls = type("CloudPickler", (base,), {})
     for key, value in vars(module.CloudPickler).items():
         if key in ("__dict__", "__weakref__"):
             continue
         if isinstance(value, types.FunctionType):
+            closure = value.__closure__
+            if "__class__" in value.__code__.co_freevars:
+                cells = list(closure)
+                cells[value.__code__.co_freevars.index("__class__")] = \
+                    types.CellType(cls)
+                closure = tuple(cells)
             value = types.FunctionType(value.__code__, namespace,
                                        value.__name__, value.__defaults__,
-                                       value.__closure__)
-        attrs[key] = value
-    return type("CloudPickler", (base,), attrs)
+                                       closure)
+        setattr(cls, key, value)
+    return cls
 
 
 def _make_closure():
@@ -1114,8 +1122,10 @@ class DynamicLike:
 @pytest.mark.parametrize("protocol", [2, 4, 5])
 def test_cloudpickle_subclass(protocol):
     cloudpickle = pytest.importorskip("cloudpickle")
-    fast = pytest.importorskip("cloudpickle.cloudpickle_fast")
-    cls = cloudpickle_style_class(CPickler, fast)
+    # CloudPickler lives in cloudpickle_fast up to cloudpickle 2, in
+    # cloudpickle.cloudpickle from 3 on.
+    module = sys.modules[cloudpickle.CloudPickler.__module__]
+    cls = cloudpickle_style_class(CPickler, module)
     dynamic = type("Dynamic", (DynamicLike,), {"x": 5})
     objs = [lambda x: x + 1, _make_closure(), dynamic, dynamic(),
             [dynamic, dynamic()], {"f": _make_closure()},
