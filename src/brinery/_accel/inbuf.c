@@ -1,6 +1,5 @@
 /* brinery._accel: the Unpickler's input buffer (see inbuf.h). */
 #include "inbuf.h"
-#include "bigmem.h"
 
 #include <string.h>
 
@@ -620,13 +619,8 @@ inbuf_fill(inbuf *in, Py_ssize_t pos, Py_ssize_t n)
 static PyObject *
 new_payload(Py_ssize_t n, int as_bytearray)
 {
-    PyObject *obj = as_bytearray ? PyByteArray_FromStringAndSize(NULL, n)
-                                 : PyBytes_FromStringAndSize(NULL, n);
-    if (obj != NULL) {
-        bigmem_advise_write(as_bytearray ? PyByteArray_AS_STRING(obj)
-                                         : PyBytes_AS_STRING(obj), n);
-    }
-    return obj;
+    return as_bytearray ? PyByteArray_FromStringAndSize(NULL, n)
+                        : PyBytes_FromStringAndSize(NULL, n);
 }
 
 static char *

@@ -1,6 +1,5 @@
 /* brinery._accel: the pickler's output buffer (see outbuf.h). */
 #include "outbuf.h"
-#include "bigmem.h"
 
 /* Room left after a large payload, for the opcodes that follow it. */
 #define EXACT_SLACK 256
@@ -55,10 +54,6 @@ outbuf_grow(outbuf *b, Py_ssize_t extra, int exact)
     }
     b->data = PyBytes_AS_STRING(b->storage);
     b->cap = cap;
-    /* The room is for a large payload (exact) or for the quarter more
-     * that a large buffer grows by: written in full either way, unless
-     * the pickle ends first. */
-    bigmem_advise_write(b->data + b->len, cap - b->len);
     return 0;
 }
 

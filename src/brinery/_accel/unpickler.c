@@ -24,7 +24,6 @@
 #include "unpickler.h"
 #include "unpickler_safe.h"
 #include "utf8.h"
-#include "bigmem.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -2987,7 +2986,7 @@ machine_run(machine *m)
             }
             NEED(n);
             BYTES_PAYLOAD_AT(pos);
-            PUSH(bigmem_copy((const char *)data + pos, n, 0));
+            PUSH(PyBytes_FromStringAndSize((const char *)data + pos, n));
             pos += n;
             DISPATCH();
         }
@@ -3014,7 +3013,9 @@ machine_run(machine *m)
             NEED((Py_ssize_t)n);
             BYTES_PAYLOAD_AT(pos);
             const char *s = (const char *)data + pos;
-            PUSH(bigmem_copy(s, (Py_ssize_t)n, op == OP_BYTEARRAY8));
+            PUSH(op == OP_BINBYTES8
+                 ? PyBytes_FromStringAndSize(s, (Py_ssize_t)n)
+                 : PyByteArray_FromStringAndSize(s, (Py_ssize_t)n));
             pos += (Py_ssize_t)n;
             DISPATCH();
         }
