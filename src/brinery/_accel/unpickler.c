@@ -720,13 +720,10 @@ invalid:
 
 #undef NARROW_INTO
 
-/* str from UTF-8 with surrogates allowed, as pickles write it. Most text
- * is ASCII: it is copied straight into a new ASCII string while checking
- * the high bits, in one pass; the first 16 bytes are checked before
- * allocating, so text that starts with a wide character is not copied
- * for nothing. */
+/* decode_utf8 below for the sizes it does not do inline: under 8 bytes,
+ * or over 16. */
 static PyObject *
-decode_utf8(const unsigned char *s, Py_ssize_t n)
+decode_utf8_other(const unsigned char *s, Py_ssize_t n)
 {
     uint64_t word;
     if (n < 8) {
@@ -761,10 +758,8 @@ decode_utf8(const unsigned char *s, Py_ssize_t n)
     }
     memcpy(&word, s, 8);
     uint64_t head = word;
-    if (n >= 16) {
-        memcpy(&word, s + 8, 8);
-        head |= word;
-    }
+    memcpy(&word, s + 8, 8);
+    head |= word;
     if (head & HIGH_BITS) {
         return decode_utf8_wide(s, n, 0);
     }
@@ -780,6 +775,28 @@ decode_utf8(const unsigned char *s, Py_ssize_t n)
         return decode_utf8_wide(s, n, ascii);
     }
     return str;
+}
+
+/* str from UTF-8 with surrogates allowed, as pickles write it. Most text
+ * is ASCII: it is copied straight into a new ASCII string while checking
+ * the high bits, in one pass; the first 16 bytes are checked before
+ * allocating, so text that starts with a wide character is not copied
+ * for nothing. Strs of 8 to 16 bytes, the commonest (words, names), are
+ * done inline, without a call: their first and last 8 bytes (overlapping)
+ * are all of them. */
+static ALWAYS_INLINE PyObject *
+decode_utf8(const unsigned char *s, Py_ssize_t n)
+{
+    if (n >= 8 && n <= 16) {
+        uint64_t first, last;
+        memcpy(&first, s, 8);
+        memcpy(&last, s + n - 8, 8);
+        if (!((first | last) & HIGH_BITS)) {
+            return ascii_str_from_ends(&first, &last, 8, n);
+        }
+        return decode_utf8_wide(s, n, 0);
+    }
+    return decode_utf8_other(s, n);
 }
 
 /* A Python 2 str: bytes with encoding="bytes", else decoded. */
@@ -2431,7 +2448,8 @@ decode_dict_key(machine *m, const unsigned char *s, Py_ssize_t n,
     return str;
 }
 
-/* The str argument of SHORT_BINUNICODE / BINUNICODE (new reference):
+/* The str argument of SHORT_BINUNICODE, BINUNICODE and BINUNICODE8 (new
+ * reference):
  * through the key cache when it is a short dict key, else decoded. */
 static ALWAYS_INLINE PyObject *
 decode_text_arg(machine *m, const unsigned char *s, Py_ssize_t n,
@@ -2439,17 +2457,6 @@ decode_text_arg(machine *m, const unsigned char *s, Py_ssize_t n,
 {
     if (n <= KEY_CACHE_MAX_BYTES && *key_budget > 0 && AT_DICT_KEY(m)) {
         return decode_dict_key(m, s, n, key_budget);
-    }
-    if (n >= 8 && n <= 16) {
-        /* The commonest strs, ASCII words and names, without a call: the
-         * first and last 8 bytes (overlapping) are all of it. */
-        uint64_t first, last;
-        memcpy(&first, s, 8);
-        memcpy(&last, s + n - 8, 8);
-        if (!((first | last) & HIGH_BITS)) {
-            return ascii_str_from_ends(&first, &last, 8, n);
-        }
-        return decode_utf8_wide(s, n, 0);
     }
     return decode_utf8(s, n);
 }
@@ -2957,7 +2964,7 @@ machine_run(machine *m)
             }
             pos += 8;
             NEED((Py_ssize_t)n);
-            PUSH(decode_utf8(data + pos, (Py_ssize_t)n));
+            PUSH(decode_text_arg(m, data + pos, (Py_ssize_t)n, &key_budget));
             pos += (Py_ssize_t)n;
             DISPATCH();
         }

@@ -2,8 +2,9 @@
  *
  * utf8_decode_text() gives exactly what bytes.decode("utf-8",
  * "surrogatepass") gives (same str, same kind, same exceptions): valid
- * UTF-8 is decoded here in two passes, anything else (including encoded
- * surrogates) goes to CPython's decoder. utf8_copy_ascii() is the copy
+ * UTF-8 is decoded here in two passes, anything else goes to CPython's
+ * decoder (encoded surrogates too, unless utf8_simd.c's vector stage
+ * decoded them, as surrogatepass does). utf8_copy_ascii() is the copy
  * loop of the ASCII fast path, 32 bytes at a time. See utf8.c.
  */
 #ifndef BRINERY_UTF8_H
