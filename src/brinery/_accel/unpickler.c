@@ -2449,8 +2449,8 @@ decode_dict_key(machine *m, const unsigned char *s, Py_ssize_t n,
 }
 
 /* The str argument of SHORT_BINUNICODE, BINUNICODE and BINUNICODE8 (new
- * reference):
- * through the key cache when it is a short dict key, else decoded. */
+ * reference): through the key cache when it is a short dict key, else
+ * decoded. */
 static ALWAYS_INLINE PyObject *
 decode_text_arg(machine *m, const unsigned char *s, Py_ssize_t n,
                 int *key_budget)
