@@ -295,6 +295,24 @@ def test_same_bytes_as_stdlib_and_pure(name, protocol):
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_one_byte_bytes_and_bytearrays_memoized_as_pickle_does(protocol):
+    # Regression (found by test_hypothesis): below protocol 5 a bytearray
+    # is reduced to bytearray(bytes). _pickle makes a new bytes object each
+    # time; the C pickler took CPython's shared one-byte bytes, which the
+    # memo then found for the second bytearray (a GET instead of the
+    # reduction).
+    # The same for one-byte bytes: their latin-1 text is CPython's shared
+    # one-character str, which _pickle's memo finds again.
+    for obj in ([bytearray(b"\x00"), bytearray(b"\x00")],
+                [b"x", b"z", "z"], [b"x", "z", b"z"], [b"x", b"\xe9", "\xe9"],
+                {"a": bytearray(b"z"), "b": bytearray(b"z"), "c": b"z"},
+                [bytearray(b"ab"), bytearray(b"ab"), bytearray()]):
+        expected = pickle.dumps(obj, protocol)
+        assert brinery._dumps(obj, protocol) == expected
+        assert _accel.dumps(obj, protocol) == expected
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_loads_back(protocol):
     obj = {"a": [1, 2.5, "x", b"y", (None, True)], "p": Plain(),
            "c": Outer.Inner, "s": {1, 2}, "f": frozenset("ab")}

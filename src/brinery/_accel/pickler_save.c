@@ -2586,13 +2586,15 @@ save_frozenset(pickler_core *p, PyObject *obj)
  * the string and the tuples: their memo indices are written but not
  * stored (nothing else in the pickle can be those fresh objects, and
  * without hooks nothing can see them). Returns 2 when it does not apply:
- * a hook or the memo is observable, or codecs.encode is not memoized yet
- * (saving it could push a frame). */
+ * a hook or the memo is observable, codecs.encode is not memoized yet
+ * (saving it could push a frame), or the bytes is one byte long: its
+ * text is then CPython's shared one-character str, which the memo may
+ * hold already or meet again elsewhere in the pickle. */
 static int
 save_bytes_direct(pickler_core *p, PyObject *obj)
 {
     Py_ssize_t size = PyBytes_GET_SIZE(obj);
-    if (!p->may_use_phantoms || p->fast || size == 0
+    if (!p->may_use_phantoms || p->fast || size <= 1
         || size > 0x7fffffff || p->write != NULL) {
         return 2;
     }
@@ -2693,11 +2695,17 @@ save_bytearray(pickler_core *p, PyObject *obj)
             return save_reduce_pair(p, (PyObject *)&PyByteArray_Type,
                                     p->cache->empty_tuple, obj);
         }
-        PyObject *data = PyBytes_FromStringAndSize(
-            PyByteArray_AS_STRING(obj), PyByteArray_GET_SIZE(obj));
+        /* A new bytes object, as _pickle's PyBytes_FromObject makes, never
+         * CPython's shared one-byte bytes: the memo would find that one
+         * again for the next bytearray of the same byte, where _pickle
+         * writes the reduction again. */
+        Py_ssize_t size = PyByteArray_GET_SIZE(obj);
+        PyObject *data = PyBytes_FromStringAndSize(NULL, size);
         if (data == NULL) {
             return -1;
         }
+        memcpy(PyBytes_AS_STRING(data), PyByteArray_AS_STRING(obj),
+               (size_t)size);
         return save_reduce_pair(p, (PyObject *)&PyByteArray_Type,
                                 Py_BuildValue("(N)", data), obj);
     }
