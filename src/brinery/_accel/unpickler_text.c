@@ -10,6 +10,7 @@
  */
 #include "unpickler.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -189,6 +190,30 @@ c_strtol(const char *s, long long *value, Py_ssize_t *end)
     return 0;
 }
 
+/* The INT argument Python writes: an optional minus sign, 1 to 18
+ * decimal digits without a leading zero (strtol reads "010" as octal),
+ * the newline. Sets *value and returns 1 for those, else returns 0. */
+static int
+plain_decimal_int(const char *line, Py_ssize_t len, long long *value)
+{
+    Py_ssize_t i = line[0] == '-', last = len - 1;
+    Py_ssize_t digits = last - i;
+    if (digits < 1 || digits > 18 || line[last] != '\n'
+        || (line[i] == '0' && digits > 1)) {
+        return 0;
+    }
+    long long v = 0;
+    for (; i < last; i++) {
+        unsigned int d = (unsigned int)(unsigned char)line[i] - '0';
+        if (d > 9) {
+            return 0;
+        }
+        v = v * 10 + d;
+    }
+    *value = line[0] == '-' ? -v : v;
+    return 1;
+}
+
 PyObject *
 text_parse_int(PyObject *error, const char *line, Py_ssize_t len)
 {
@@ -199,6 +224,16 @@ text_parse_int(PyObject *error, const char *line, Py_ssize_t len)
 
     if (len < 2) {
         return truncated(error);
+    }
+    if (plain_decimal_int(line, len, &value)) {
+        if (len == 3 && (value == 0 || value == 1)) {
+            return PyBool_FromLong((long)value);    /* "-0" is False */
+        }
+        return PyLong_FromLongLong(value);
+    }
+    if (len == 3 && line[0] == '0' && (line[1] == '0' || line[1] == '1')
+        && line[2] == '\n') {
+        return PyBool_FromLong(line[1] == '1');     /* I00, I01 */
     }
     if (c_string_make(&cs, line, len) < 0) {
         return NULL;
@@ -323,14 +358,93 @@ float_error(PyObject *type, const char *format, const c_string *cs)
     }
 }
 
+#if defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD == 0 && DBL_MANT_DIG == 53
+/* Powers of ten that are exact doubles: 5**22 < 2**53 is the last. */
+static const double exact_powers_of_ten[] = {
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+};
+
+/* The FLOAT argument as repr() writes most of them: [-]digits[.digits]
+ * [e[+-]digits], the newline, with a decimal significand m <= 2**53 and
+ * a power of ten 10**e with |e| <= 22. Then m and 10**|e| are exact
+ * doubles and one IEEE multiplication or division, correctly rounded,
+ * is the correctly rounded value of the text (Clinger's fast path),
+ * what PyOS_string_to_double returns. Sets *value and returns 1 for
+ * those, 0 for anything else. Only where double arithmetic is IEEE
+ * binary64 without extended precision (FLT_EVAL_METHOD 0). */
+static int
+plain_decimal_float(const char *line, Py_ssize_t len, double *value)
+{
+    const char *p = line, *end = line + len - 1;     /* at the newline */
+    int negative = *p == '-';
+    uint64_t m = 0;
+    int digits = 0, exponent = 0;
+
+    p += negative;
+    const char *start = p;
+    while (p < end && (unsigned int)(*p - '0') <= 9) {
+        m = m * 10 + (unsigned int)(*p++ - '0');
+    }
+    digits = (int)(p - start);
+    if (p < end && *p == '.') {
+        const char *fraction = ++p;
+        while (p < end && (unsigned int)(*p - '0') <= 9) {
+            m = m * 10 + (unsigned int)(*p++ - '0');
+        }
+        exponent = -(int)(p - fraction);
+        digits -= exponent;
+    }
+    /* 19 digits cannot overflow m; at least one, as float() wants. */
+    if (digits == 0 || digits > 19) {
+        return 0;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        int e_negative = 0, e = 0;
+        p++;
+        if (p < end && (*p == '-' || *p == '+')) {
+            e_negative = *p++ == '-';
+        }
+        const char *e_start = p;
+        while (p < end && (unsigned int)(*p - '0') <= 9 && p - e_start < 4) {
+            e = e * 10 + (*p++ - '0');
+        }
+        if (p == e_start) {
+            return 0;
+        }
+        exponent += e_negative ? -e : e;
+    }
+    if (p != end || *end != '\n' || m > (UINT64_C(1) << 53)
+        || exponent < -22 || exponent > 22) {
+        return 0;
+    }
+    double d = (double)m;
+    d = exponent < 0 ? d / exact_powers_of_ten[-exponent]
+                     : d * exact_powers_of_ten[exponent];
+    *value = negative ? -d : d;
+    return 1;
+}
+#else
+static int
+plain_decimal_float(const char *line, Py_ssize_t len, double *value)
+{
+    (void)line, (void)len, (void)value;
+    return 0;
+}
+#endif
+
 PyObject *
 text_parse_float(PyObject *error, const char *line, Py_ssize_t len)
 {
     c_string cs;
     PyObject *res = NULL;
+    double fast;
 
     if (len < 2) {
         return truncated(error);
+    }
+    if (plain_decimal_float(line, len, &fast)) {
+        return PyFloat_FromDouble(fast);
     }
     if (c_string_make(&cs, line, len) < 0) {
         return NULL;
