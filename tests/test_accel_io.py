@@ -10,7 +10,10 @@ load returns and where it leaves the file.
 
 import gc
 import io
+import os
 import pickle
+import pickletools
+import threading
 import tracemalloc
 
 import pytest
@@ -30,16 +33,22 @@ MEGABYTE = 1 << 20
 
 
 class Unseekable(io.BytesIO):
-    """A pipe-like stream: no seek, and peek() must not be used."""
-
-    def peek(self, *args):
-        raise AssertionError("peek() must not be called")
+    """A pipe-like stream without a buffer: no seek, no peek."""
 
     def seekable(self):
         return False
 
     def seek(self, *args):
         raise io.UnsupportedOperation("seek")
+
+
+class UnseekablePeek(Unseekable):
+    """A pipe behind a buffered reader: no seek, but peek() shows up to
+    8 kB ahead (as io.BufferedReader shows its buffer)."""
+
+    def peek(self, n=0):
+        here = self.tell()
+        return self.getvalue()[here:here + 8192]
 
 
 class ReadOnly:
@@ -133,6 +142,140 @@ def test_several_pickles_per_real_file(tmp_path, protocol):
     assert got == expected
 
 
+class UnseekableRaw(io.RawIOBase):
+    """The raw end of a pipe: readinto only, never seekable."""
+
+    def __init__(self, data, step=None):
+        self.data, self.pos, self.step = data, 0, step
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        n = min(len(buffer), len(self.data) - self.pos,
+                self.step or len(buffer))
+        buffer[:n] = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return n
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+@pytest.mark.parametrize("buffer_size", [1, 7, 64, 8192, 1 << 17])
+def test_several_pickles_per_buffered_pipe(protocol, buffer_size):
+    # An unseekable buffered stream (a pipe, a socket's makefile()) is read
+    # through peek(), and each load must still stop right after its STOP:
+    # nothing of the next pickle may be consumed.
+    parts = pickles(protocol)
+    data = b"".join(parts) + b"trailing bytes"
+    expected = [pickle.loads(part) for part in parts]
+    for step in (None, 5):
+        file = Recording(UnseekableRaw(data, step), buffer_size)
+        assert not file.seekable()
+        assert [C_LOAD(file) for _ in parts] == expected
+        assert file.read() == b"trailing bytes"
+        assert "seek" not in file.calls
+
+
+@pytest.mark.parametrize("protocol", range(4))
+def test_a_buffered_pipe_is_read_by_buffers_not_by_opcodes(protocol):
+    obj = [{"id": i, "name": f"user{i}", "score": i / 7} for i in range(2000)]
+    data = pickle.dumps(obj, protocol)
+    file = Recording(UnseekableRaw(data + b"next"))
+    assert C_LOAD(file) == obj
+    assert file.read() == b"next"
+    # A read() and a peek() per 8 kB buffer (_pickle's calls too), where
+    # reading exactly would take more than one call per opcode.
+    buffers = len(data) // io.DEFAULT_BUFFER_SIZE + 1
+    assert file.calls.count("peek") <= buffers + 2
+    assert file.calls.count("read") <= buffers + 3
+
+
+class CountingReadOnly(ReadOnly):
+    def __init__(self, data):
+        super().__init__(data)
+        self.reads = []
+        read = self.read
+
+        def counted(n=-1):
+            self.reads.append(n)
+            return read(n)
+        self.read = counted
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_several_pickles_per_stream_without_peek(protocol):
+    # Unseekable and no peek(): read exactly, but each argument with the
+    # next opcode's byte (a valid pickle always has one after an argument),
+    # never a byte past STOP.
+    parts = pickles(protocol)
+    data = b"".join(parts) + b"trailing bytes"
+    expected = [pickle.loads(part) for part in parts]
+    for file in (UnseekableRaw(data), UnseekableRaw(data, 3),
+                 io.BufferedReader(UnseekableRaw(data), 1), ReadOnly(data),
+                 CountingReadOnly(data)):
+        assert [C_LOAD(file) for _ in parts] == expected
+        assert file.read() == b"trailing bytes"
+
+
+@pytest.mark.parametrize("protocol", [1, 2, 3])
+def test_a_stream_without_peek_is_read_once_per_opcode(protocol):
+    obj = [[i, -i, str(i), (i, None)] for i in range(300)]
+    data = pickle.dumps(obj, protocol)
+    ops = [op for op, _, _ in pickletools.genops(data)]
+    with_argument = sum(op.arg is not None for op in ops)
+    counted = sum(op.arg is not None and op.arg.n < -1 for op in ops)
+    file = CountingReadOnly(data + b"x")
+    assert C_LOAD(file) == obj
+    # A read() per opcode, one more for a counted argument (its length,
+    # then its bytes with the next opcode). _pickle reads each opcode and
+    # each argument apart: len(ops) + with_argument + counted calls.
+    assert len(file.reads) <= len(ops) + counted
+    assert len(ops) + counted < 0.75 * (len(ops) + with_argument + counted)
+    assert file.read() == b"x"
+
+
+def test_a_real_pipe_several_pickles(tmp_path):
+    objs = [list(range(1000)), {"a": "b" * 5000}, "end", None]
+    data = b"".join(pickle.dumps(o, p) for o, p in zip(objs, (0, 2, 4, 5)))
+    read_fd, write_fd = os.pipe()
+
+    def writer():
+        with os.fdopen(write_fd, "wb") as out:
+            for i in range(0, len(data), 1000):    # in pieces, with pauses
+                out.write(data[i:i + 1000])
+                out.flush()
+            out.write(b"tail")
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    with os.fdopen(read_fd, "rb") as pipe:
+        assert not pipe.seekable()
+        assert [C_LOAD(pipe) for _ in objs] == objs
+        assert pipe.read() == b"tail"
+    thread.join()
+
+
+def test_a_pipe_read_stops_where_a_seekable_file_does_after_an_error():
+    good = pickle.dumps([1, 2, 3], 2)
+    bad = good[:-2] + b"\xff" + b"after the error"
+    seekable = io.BytesIO(bad)
+    pipe = UnseekablePeek(bad)
+    for file in (seekable, pipe):
+        with pytest.raises(brinery.UnpicklingError):
+            C_LOAD(file)
+    assert pipe.tell() == seekable.tell()
+    assert pipe.read() == seekable.read()
+
+
+def test_a_peek_that_read_does_not_honour_is_an_error():
+    class Liar(UnseekablePeek):
+        def read(self, n=-1):
+            return super().read(n)[:1]      # less than peek() showed
+
+    with pytest.raises(ValueError, match="peek"):
+        C_LOAD(Liar(pickle.dumps(list(range(5000)), 2)))
+
+
 def test_a_small_pickle_costs_one_peek_and_one_seek_inside_the_buffer():
     data = pickle.dumps({"a": 1, "b": [1, 2, 3]}, 2)
     file = Recording(io.BytesIO(data + b"next"))
@@ -218,7 +361,7 @@ def payload_pickles(size):
 
 
 @pytest.mark.parametrize("source", ["real", "bytesio", "unseekable",
-                                    "readonly"])
+                                    "unseekable_peek", "readonly"])
 def test_large_payloads_are_read_straight_into_the_result(tmp_path, source):
     size = 24 * MEGABYTE
     for name, obj, data in payload_pickles(size):
@@ -227,6 +370,7 @@ def test_large_payloads_are_read_straight_into_the_result(tmp_path, source):
         opener = {"real": lambda: open(path, "rb"),
                   "bytesio": lambda: io.BytesIO(data + b"after"),
                   "unseekable": lambda: Unseekable(data + b"after"),
+                  "unseekable_peek": lambda: UnseekablePeek(data + b"after"),
                   "readonly": lambda: ReadOnly(data + b"after")}[source]
         file = opener()
         if source == "bytesio":
@@ -244,7 +388,7 @@ def test_large_payloads_are_read_straight_into_the_result(tmp_path, source):
 
 @pytest.mark.parametrize("opcode", ["binbytes8", "bytearray8", "binbytes"])
 @pytest.mark.parametrize("source", ["real", "bytesio", "unseekable",
-                                    "readonly"])
+                                    "unseekable_peek", "readonly"])
 def test_huge_claims_from_files_raise_truncated_without_allocating(
         tmp_path, opcode, source):
     body = b"\x00" * 5000
@@ -257,6 +401,7 @@ def test_huge_claims_from_files_raise_truncated_without_allocating(
     opener = {"real": lambda: open(path, "rb"),
               "bytesio": lambda: io.BytesIO(data),
               "unseekable": lambda: Unseekable(data),
+              "unseekable_peek": lambda: UnseekablePeek(data),
               "readonly": lambda: ReadOnly(data)}[source]
     file = opener()
 

@@ -209,12 +209,51 @@ seek_relative(inbuf *in, Py_ssize_t offset)
     return 0;
 }
 
+/* Take n bytes that peek() showed from an unseekable file, with read(n),
+ * which must give that many (a buffered file takes them from its
+ * buffer). The bytes themselves are in the window already. */
+static int
+take_shown(inbuf *in, Py_ssize_t n)
+{
+    PyObject *size = PyLong_FromSsize_t(n);
+    if (size == NULL) {
+        return -1;
+    }
+    PyObject *res = PyObject_CallOneArg(in->read, size);
+    Py_DECREF(size);
+    if (res == NULL) {
+        return -1;
+    }
+    Py_ssize_t got = -1;
+    if (PyBytes_Check(res)) {
+        got = PyBytes_GET_SIZE(res);
+    }
+    else if (res != Py_None) {
+        Py_buffer view;
+        if (PyObject_GetBuffer(res, &view, PyBUF_SIMPLE) < 0) {
+            Py_DECREF(res);
+            return -1;
+        }
+        got = view.len;
+        PyBuffer_Release(&view);
+    }
+    Py_DECREF(res);
+    if (got != n) {
+        PyErr_Format(PyExc_ValueError,
+                     "read() returned %s bytes where peek() had shown %zd",
+                     got < 0 ? "no" : "fewer or more", n);
+        return -1;
+    }
+    return 0;
+}
+
 /* Bring the file to the end of the window (past what peek() showed). */
 static int
 settle(inbuf *in)
 {
     if (in->lag != 0) {
-        if (seek_relative(in, in->lag) < 0) {
+        if ((in->seekable > 0 ? seek_relative(in, in->lag)
+                              : take_shown(in, in->lag)) < 0) {
             return -1;
         }
         in->lag = 0;
@@ -231,13 +270,20 @@ inbuf_finish(inbuf *in, Py_ssize_t pos, int give_back)
         return 0;
     }
     /* The file is `lag` bytes before the window's end; move it to pos
-     * (or to the window's end without give_back). */
+     * (or to the window's end without give_back). An unseekable file only
+     * goes forward: it is never ahead of pos, since it is only read past
+     * what peek() showed when all of the window is needed. */
     Py_ssize_t offset = in->lag;
-    if (give_back && in->seekable > 0) {
+    if (give_back) {
         offset -= in->end - pos;
     }
     in->lag = 0;
-    if (offset != 0 && seek_relative(in, offset) < 0) {
+    if (in->seekable > 0) {
+        if (offset != 0 && seek_relative(in, offset) < 0) {
+            rc = -1;
+        }
+    }
+    else if (offset > 0 && take_shown(in, offset) < 0) {
         rc = -1;
     }
     in->end = 0;
@@ -448,12 +494,13 @@ read_append(inbuf *in, Py_ssize_t n)
     return got;
 }
 
-/* The first read of a load from a seekable file with peek(): append what
- * the file shows without moving (for a buffered file, its buffer, filled
- * by one system call at most), and remember that the file is behind.
- * A small pickle is then read with one call and given back inside the
- * file's buffer. Returns the bytes appended, or -1; a file whose peek()
- * raises NotImplementedError is not asked again (as CPython does). */
+/* Append what a file shows with peek() without moving (for a buffered
+ * file, its buffer, filled by one system call at most), and remember that
+ * the file is behind. The first read of a load from a seekable file: a
+ * small pickle is then read with one call and given back inside the
+ * file's buffer; every small read of an unseekable one (read_more).
+ * Returns the bytes appended, or -1; a file whose peek() raises
+ * NotImplementedError is not asked again (as CPython does). */
 static Py_ssize_t
 peek_append(inbuf *in)
 {
@@ -476,10 +523,24 @@ peek_append(inbuf *in)
 }
 
 /* One step of reading ahead for a need of `want` more bytes (seekable
- * files read at least a chunk). Returns how many arrived or -1. */
+ * files read at least a chunk). Returns how many arrived or -1.
+ * An unseekable file with peek() (a pipe or socket behind a buffered
+ * reader) cannot be given back what was read too far, but can show what
+ * its buffer holds: small needs are met from peek(), after taking what
+ * the last peek() showed (all of it needed, or there would be no need),
+ * so the file is read by buffers, not by opcodes, and never past STOP. */
 static Py_ssize_t
 read_more(inbuf *in, Py_ssize_t want)
 {
+    if (in->peek != NULL && in->seekable <= 0 && want < INBUF_PEEK_MAX) {
+        if (settle(in) < 0) {
+            return -1;
+        }
+        Py_ssize_t got = peek_append(in);
+        if (got != 0) {
+            return got;
+        }
+    }
     if (in->seekable > 0) {
         if (in->peek != NULL && !in->peeked && want < INBUF_CHUNK) {
             Py_ssize_t got = peek_append(in);
@@ -489,12 +550,13 @@ read_more(inbuf *in, Py_ssize_t want)
             /* Nothing shown: ask the usual way, which also tells a real
              * end of file from a peek() that shows nothing. */
         }
-        if (settle(in) < 0) {
-            return -1;
-        }
         if (want < INBUF_CHUNK) {
             want = INBUF_CHUNK;
         }
+    }
+    /* Past what peek() showed, if anything. */
+    if (settle(in) < 0) {
+        return -1;
     }
     return read_append(in, want);
 }
@@ -579,8 +641,10 @@ read_large(inbuf *in, Py_ssize_t want)
     return 0;
 }
 
-Py_ssize_t
-inbuf_fill(inbuf *in, Py_ssize_t pos, Py_ssize_t n)
+/* inbuf_fill and inbuf_fill_exact: `extra` is 1 when a valid pickle has
+ * at least one byte after these n. */
+static Py_ssize_t
+fill(inbuf *in, Py_ssize_t pos, Py_ssize_t n, Py_ssize_t extra)
 {
     if (in->base + pos > PY_SSIZE_T_MAX - n) {
         PyErr_SetString(in->error, "read would overflow (invalid bytecode)");
@@ -598,9 +662,14 @@ inbuf_fill(inbuf *in, Py_ssize_t pos, Py_ssize_t n)
     }
     else {
         /* peek() may show less than needed, a file may give less than
-         * asked: go on until there is enough or nothing more. */
+         * asked: go on until there is enough or nothing more. Exact reads
+         * of an unseekable file take the byte after too, when there is
+         * one: calls per opcode, not per opcode and argument. */
+        if (in->seekable > 0 || in->peek != NULL) {
+            extra = 0;
+        }
         while (in->end < n) {
-            Py_ssize_t got = read_more(in, n - in->end);
+            Py_ssize_t got = read_more(in, n - in->end + extra);
             if (got < 0) {
                 return -1;
             }
@@ -613,6 +682,18 @@ inbuf_fill(inbuf *in, Py_ssize_t pos, Py_ssize_t n)
         return truncated(in);
     }
     return 0;
+}
+
+Py_ssize_t
+inbuf_fill(inbuf *in, Py_ssize_t pos, Py_ssize_t n)
+{
+    return fill(in, pos, n, 1);
+}
+
+Py_ssize_t
+inbuf_fill_exact(inbuf *in, Py_ssize_t pos, Py_ssize_t n)
+{
+    return fill(in, pos, n, 0);
 }
 
 /* A new bytes or bytearray object of size n (contents undefined). */
@@ -778,7 +859,7 @@ inbuf_readline(inbuf *in, Py_ssize_t pos, Py_ssize_t *line_end)
     }
     compact(in, pos);
     Py_ssize_t scanned = in->end;
-    if (in->seekable > 0) {
+    if (in->seekable > 0 || in->peek != NULL) {
         for (;;) {
             Py_ssize_t got = read_more(in, 1);
             if (got < 0) {

@@ -14,7 +14,10 @@
  * - a large bytes or bytearray payload from a file is read straight into
  *   the object returned (inbuf_read_payload), not through the window;
  * - an unseekable file is read exactly as far as the machine needs (a
- *   FRAME's whole length at once).
+ *   FRAME's whole length at once). When it has peek() (a pipe or a socket
+ *   behind a buffered reader), small needs are met from what peek()
+ *   shows, which is taken with read() once it is all needed (or at the
+ *   end of the load, up to STOP): calls per buffer, not per opcode.
  *
  * A length declared by the pickle is never trusted: in memory it is
  * checked against the bytes that remain before anything is allocated;
@@ -31,6 +34,9 @@
 
 /* A seekable file is read in chunks of this size. */
 #define INBUF_CHUNK (64 * 1024)
+/* Needs below this size are met from peek() on an unseekable file
+ * (larger ones, FRAMEs, are read exactly). */
+#define INBUF_PEEK_MAX 4096
 /* Reads of at least this size are checked before memory is reserved. */
 #define INBUF_LARGE_READ (1 << 20)
 
@@ -177,10 +183,16 @@ int inbuf_begin(inbuf *in);
  * seekable file; empty the window. */
 int inbuf_finish(inbuf *in, Py_ssize_t pos, int give_back);
 
-/* Make data[pos:pos+n] available. Returns the position of those bytes in
- * the (possibly moved) window, or -1 with an exception set: "pickle data
- * was truncated" when the input ends first. */
+/* Make data[pos:pos+n] available: an opcode's argument, which a valid
+ * pickle follows with at least one more opcode. Returns the position of
+ * those bytes in the (possibly moved) window, or -1 with an exception set:
+ * "pickle data was truncated" when the input ends first. An unseekable
+ * file without peek() is asked for that next byte too, which saves the
+ * next opcode's own call. */
 Py_ssize_t inbuf_fill(inbuf *in, Py_ssize_t pos, Py_ssize_t n);
+/* The same for bytes that may end the pickle (an opcode, a FRAME's
+ * contents): never a byte more from an unseekable file. */
+Py_ssize_t inbuf_fill_exact(inbuf *in, Py_ssize_t pos, Py_ssize_t n);
 /* The n bytes of a bytes (or, with as_bytearray, bytearray) payload that
  * starts at window position pos, of which fewer than n are in the window.
  * From a file, a large payload is read straight into the new object, whose

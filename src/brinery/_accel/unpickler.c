@@ -467,6 +467,26 @@ need(machine *m, Py_ssize_t n)
 static const char *
 read_line(machine *m, Py_ssize_t *len)
 {
+#if PY_LITTLE_ENDIAN && (defined(__GNUC__) || defined(__clang__))
+    /* Most lines of protocol 0 are a few bytes ("p12\n", "I59\n"): the
+     * first 8 bytes are searched for the newline as one word, without a
+     * call. The lowest flagged byte of the zero-byte test is exact (a
+     * false flag can only sit above a true one). */
+    if (m->in.end - m->pos >= 8) {
+        const char *line = m->in.data + m->pos;
+        uint64_t word;
+        memcpy(&word, line, 8);
+        word ^= UINT64_C(0x0A0A0A0A0A0A0A0A);
+        uint64_t zero = (word - UINT64_C(0x0101010101010101)) & ~word
+                        & UINT64_C(0x8080808080808080);
+        if (zero) {
+            Py_ssize_t n = (__builtin_ctzll(zero) >> 3) + 1;
+            m->pos += n;
+            *len = n;
+            return line;
+        }
+    }
+#endif
     Py_ssize_t line_end;
     Py_ssize_t start = inbuf_readline(&m->in, m->pos, &line_end);
     if (start < 0) {
@@ -484,7 +504,7 @@ fetch_opcode(machine *m, Py_ssize_t pos)
         PyErr_SetString(PyExc_EOFError, "Ran out of input");
         return -1;
     }
-    pos = inbuf_fill(&m->in, pos, 1);
+    pos = inbuf_fill_exact(&m->in, pos, 1);
     if (pos < 0 && PyErr_ExceptionMatches(m->st->UnpicklingError)) {
         PyErr_SetString(PyExc_EOFError, "Ran out of input");
     }
@@ -821,6 +841,49 @@ decode_py2_str(machine *m, const char *s, Py_ssize_t n)
         return NULL;
     }
     return PyUnicode_Decode(s, n, encoding, errors);
+}
+
+/* Whether s[0:n] is ASCII without a backslash: raw-unicode-escape text
+ * that means itself. */
+static int
+is_plain_ascii(const unsigned char *s, Py_ssize_t n)
+{
+    const uint64_t ones = UINT64_C(0x0101010101010101);
+    Py_ssize_t i = 0;
+    for (; n - i >= 8; i += 8) {
+        uint64_t word, slash;
+        memcpy(&word, s + i, 8);
+        slash = word ^ (ones * '\\');
+        /* The high bits of non-ASCII bytes, and of the zero-byte test of
+         * the word XOR backslashes (exact as a yes/no answer). */
+        if ((word | ((slash - ones) & ~slash)) & HIGH_BITS) {
+            return 0;
+        }
+    }
+    for (; i < n; i++) {
+        if (s[i] >= 0x80 || s[i] == '\\') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* UNICODE: a line of raw-unicode-escape text. Python writes most of it
+ * as plain ASCII, which is its own decoding (built as the str opcodes
+ * build ASCII); escapes and Latin-1 bytes go to CPython's decoder. */
+static int
+op_unicode(machine *m)
+{
+    Py_ssize_t len;
+    const char *line = read_line(m, &len);
+    if (line == NULL) {
+        return -1;
+    }
+    const unsigned char *text = (const unsigned char *)line;
+    PyObject *value = is_plain_ascii(text, len - 1)
+                      ? decode_utf8(text, len - 1)
+                      : text_decode_unicode(m->st->UnpicklingError, line, len);
+    return value == NULL ? -1 : stack_push(m, value);
 }
 
 /* "<name> exceeds system's maximum size" for 8-byte lengths. */
@@ -2491,10 +2554,10 @@ machine_run(machine *m)
 #define RELOAD() \
     (data = (const unsigned char *)m->in.data, end = m->in.end, \
      base = m->in.base)
-#define NEED(n) \
+#define NEED_WITH(fill, n) \
     do { \
         if (UNLIKELY(end - pos < (Py_ssize_t)(n))) { \
-            Py_ssize_t filled_ = inbuf_fill(&m->in, pos, (n)); \
+            Py_ssize_t filled_ = fill(&m->in, pos, (n)); \
             RELOAD(); \
             if (filled_ < 0) { \
                 pos = 0; \
@@ -2503,6 +2566,8 @@ machine_run(machine *m)
             pos = filled_; \
         } \
     } while (0)
+/* n bytes of the opcode's argument (inbuf_fill: more follows them). */
+#define NEED(n) NEED_WITH(inbuf_fill, n)
 #define PUSH(expr) \
     do { \
         PyObject *obj_ = (expr); \
@@ -3047,7 +3112,7 @@ machine_run(machine *m)
             CALL(op_string(m));
             DISPATCH();
         TARGET(OP_UNICODE)
-            CALL(op_text(m, text_decode_unicode));
+            CALL(op_unicode(m));
             DISPATCH();
         TARGET(OP_NEXT_BUFFER)
             CALL(op_next_buffer(m));
@@ -3118,8 +3183,9 @@ machine_run(machine *m)
                 goto error;
             }
             pos += 8;
-            /* A frame is a read-ahead hint: make sure it is all there. */
-            NEED((Py_ssize_t)n);
+            /* A frame is a read-ahead hint: make sure it is all there
+             * (the last one ends the pickle: nothing after it). */
+            NEED_WITH(inbuf_fill_exact, (Py_ssize_t)n);
             DISPATCH();
         }
         TARGET(OP_STOP)
