@@ -39,6 +39,50 @@ from .workloads import WORKLOADS
 OPS = ("dumps", "loads")
 
 
+class UnseekableRaw(io.RawIOBase):
+    """The raw end of a pipe or socket over a bytes object: readinto, or
+    write for dumps, never seekable. The "pipe" workloads wrap it in
+    io.BufferedReader / io.BufferedWriter, as os.fdopen() and
+    socket.makefile() do: a buffered file with peek() that cannot seek."""
+
+    def __init__(self, data=b""):
+        self.view, self.pos, self.written = memoryview(data), 0, []
+
+    def readable(self):
+        return True
+
+    def writable(self):
+        return True
+
+    def readinto(self, buffer):
+        n = min(len(buffer), len(self.view) - self.pos)
+        buffer[:n] = self.view[self.pos:self.pos + n]
+        self.pos += n
+        return n
+
+    def write(self, data):
+        self.written.append(bytes(data))
+        return len(data)
+
+
+class ReadOnlyStream:
+    """Only read() and readline(), not seekable, no peek(): a response body
+    as HTTP clients give it (urllib3's raw stream), or a user's file-like
+    object. `_pickle` and an exact reader call read() per opcode here."""
+
+    def __init__(self, data):
+        stream = io.BytesIO(data)
+        self.read, self.readline = stream.read, stream.readline
+
+
+class WriteOnlyStream:
+    """Only write(): the other end of ReadOnlyStream."""
+
+    def __init__(self):
+        self.stream = io.BytesIO()
+        self.write = self.stream.write
+
+
 @dataclass
 class Settings:
     scale: float = 1.0
@@ -133,6 +177,16 @@ def dump_once(side, prepared):
             side.dump(data, file, protocol)
         with open(path, "rb") as file:
             return file.read(), None
+    if workload.kind == "pipe":
+        raw = UnseekableRaw()
+        file = io.BufferedWriter(raw)
+        side.dump(data, file, protocol)
+        file.flush()
+        return b"".join(raw.written), None
+    if workload.kind == "stream":
+        file = WriteOnlyStream()
+        side.dump(data, file, protocol)
+        return file.stream.getvalue(), None
     if workload.out_of_band:
         buffers = []
         return side.dumps(data, protocol, buffer_callback=buffers.append), buffers
@@ -148,6 +202,10 @@ def load_once(side, prepared):
     if workload.kind == "file":
         with open(prepared.path_for("reference"), "rb") as file:
             return side.load(file)
+    if workload.kind == "pipe":
+        return side.load(io.BufferedReader(UnseekableRaw(reference)))
+    if workload.kind == "stream":
+        return side.load(ReadOnlyStream(reference))
     if workload.out_of_band:
         return side.loads(reference, buffers=prepared.buffers)
     return side.loads(reference)
@@ -189,6 +247,20 @@ def make_timer(side, op, prepared, clock_name="cpu"):
                     with open(path, "wb") as file:
                         dump(data, file, protocol)
                 return clock() - start
+        elif kind == "pipe":
+            def run(loops, Writer=io.BufferedWriter, Raw=UnseekableRaw):
+                start = clock()
+                for _ in range(loops):
+                    file = Writer(Raw())
+                    dump(data, file, protocol)
+                    file.flush()
+                return clock() - start
+        elif kind == "stream":
+            def run(loops, Stream=WriteOnlyStream):
+                start = clock()
+                for _ in range(loops):
+                    dump(data, Stream(), protocol)
+                return clock() - start
         elif workload.out_of_band:
             def run(loops):
                 start = clock()
@@ -225,6 +297,18 @@ def make_timer(side, op, prepared, clock_name="cpu"):
             for _ in range(loops):
                 with open(path, "rb") as file:
                     load(file)
+            return clock() - start
+    elif kind == "pipe":
+        def run(loops, Reader=io.BufferedReader, Raw=UnseekableRaw):
+            start = clock()
+            for _ in range(loops):
+                load(Reader(Raw(reference)))
+            return clock() - start
+    elif kind == "stream":
+        def run(loops, Stream=ReadOnlyStream):
+            start = clock()
+            for _ in range(loops):
+                load(Stream(reference))
             return clock() - start
     elif workload.out_of_band:
         buffers = prepared.buffers

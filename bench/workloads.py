@@ -16,7 +16,12 @@ A workload's `kind` says what one timed operation is:
   ``dumps`` call per item (and a ``loads`` call per item's pickle), which
   measures per-call overhead;
 - "bytesio" / "file": ``dump`` to and ``load`` from an ``io.BytesIO`` or a
-  real file opened "wb"/"rb", rewound before each call.
+  real file opened "wb"/"rb", rewound before each call;
+- "pipe": the same through an unseekable buffered stream
+  (``io.BufferedReader`` / ``BufferedWriter`` over a raw stream that
+  cannot seek, as ``os.fdopen`` on a pipe and ``socket.makefile`` give);
+- "stream": the same through objects with only ``read``/``readline`` or
+  ``write`` (no ``peek``, no ``seek``), like an HTTP response body.
 """
 
 import bisect
@@ -404,6 +409,14 @@ WORKLOADS = [
              extra_default_protocols=(0, 1, 3)),
     Workload("file_2k", "dump to / load from a real file ('wb'/'rb'), 2k "
              "records", build_file_records, group=WEAK_SPOT, kind="file",
+             extra_default_protocols=(0, 1, 3)),
+    Workload("pipe_2k", "dump to / load from an unseekable buffered "
+             "stream (a pipe or socket as os.fdopen / makefile give it), 2k "
+             "records", build_file_records, group=WEAK_SPOT, kind="pipe",
+             extra_default_protocols=(0, 1, 3)),
+    Workload("stream_2k", "dump to / load from an object with only write() "
+             "/ read() and readline() (no peek, no seek), 2k records",
+             build_file_records, group=WEAK_SPOT, kind="stream",
              extra_default_protocols=(0, 1, 3)),
     Workload("bytes_100mb", "one 100 MB bytes object, in-band",
              build_large_bytes, group=LARGE, protocols=(4, 5),

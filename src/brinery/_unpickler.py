@@ -10,7 +10,11 @@ The machine works on an in-memory buffer and a position. `loads` reads
 straight from the caller's bytes. For a file, the buffer is filled from
 ``read()``: in chunks when the file is seekable (the unread rest is given
 back with ``seek`` when the load ends, so the file is left right after
-STOP), or exactly what each opcode needs when it is not. A declared length
+STOP). An unseekable file with ``peek()`` (a pipe or socket behind a
+buffered reader) is read from what ``peek()`` shows, taken with ``read()``
+once all of it is needed or, at the end, up to STOP. One without ``peek()``
+is read exactly, each argument with the byte after it (a valid pickle has
+at least one more opcode after any argument). A declared length
 is never trusted: in memory it is checked against the bytes that remain
 before anything is allocated, and large reads from files grow with the
 data actually received.
@@ -47,6 +51,8 @@ _unpack_double = Struct(">d").unpack_from
 
 # A seekable file is read in chunks of this size.
 _CHUNK = 64 * 1024
+# Needs below this size are met from peek() on an unseekable file.
+_PEEK_MAX = 4096
 # Reads larger than this are done with care (see _read_file).
 _LARGE_READ = 1 << 20
 _SSIZE_MAX = sys.maxsize
@@ -352,7 +358,7 @@ class Unpickler:
     def __init__(self, file, *, fix_imports=True, encoding="ASCII",
                  errors="strict", buffers=_NO_BUFFERS):
         # Looked up in CPython's order; only AttributeError means "absent".
-        getattr(file, "peek", None)
+        self._file_peek = getattr(file, "peek", None)
         getattr(file, "readinto", None)
         self._file_read = getattr(file, "read", None)
         self._file_readline = getattr(file, "readline", None)
@@ -391,7 +397,7 @@ class Unpickler:
         """An unpickler reading from memory (loads)."""
         self = cls.__new__(cls)
         self._file = None
-        self._file_read = self._file_readline = None
+        self._file_read = self._file_readline = self._file_peek = None
         self._seekable = False
         self._init_common(fix_imports, encoding, errors, buffers)
         if type(data) is not bytes:
@@ -451,6 +457,7 @@ class Unpickler:
                 self._seekable = _is_seekable(self._file)
             self._data = b""
             self._end = 0
+            self._shown = 0
         pos = 0
         try:
             pos = self._run(0)
@@ -465,6 +472,9 @@ class Unpickler:
     # The defaults load() replaces, in effect for the module-level loads().
     _pers = None
     _prev = None
+    # Bytes at the end of the buffer that peek() showed and the file has
+    # not given with read() yet (unseekable files).
+    _shown = 0
 
     def _run(self, pos):
         """The machine's loop. Returns the position after STOP.
@@ -799,24 +809,71 @@ class Unpickler:
     # ------------------------------------------------------------- input
 
     def _release(self, pos):
-        """Give back what was read past STOP (seekable files)."""
+        """Give back what was read past STOP (seekable files), take what
+        peek() showed up to STOP (unseekable ones)."""
         if self._file is not None:
             unread = self._end - pos
             if unread > 0 and self._seekable:
                 self._file.seek(-unread, io.SEEK_CUR)
+            elif self._shown > unread:
+                self._take_shown(self._shown - unread)
+            self._shown = 0
             self._data = b""
             self._end = 0
+
+    def _take_shown(self, n):
+        """read() n bytes that peek() showed, which are in the buffer."""
+        got = self._file_read(n)
+        if got is None or len(got) != n:
+            raise ValueError(
+                f"read() returned {'no' if got is None else 'fewer or more'} "
+                f"bytes where peek() had shown {n}")
+
+    def _read_shown(self, want, newline=False):
+        """At least want more bytes (or up to a newline) from an unseekable
+        file with peek(), fewer only at its end: what peek() shows, after
+        taking what it showed before (all of that is needed by now)."""
+        parts = []
+        got = 0
+        while got < want or newline:
+            if self._shown:
+                self._take_shown(self._shown)
+                self._shown = 0
+            shown = b""
+            if self._file_peek is not None:
+                try:
+                    shown = self._file_peek(_CHUNK)
+                except NotImplementedError:     # not asked again
+                    self._file_peek = None
+            if shown:
+                self._shown = len(shown)
+            else:
+                # Nothing shown: ask the usual way, which also tells a
+                # real end of file from a peek() that shows nothing.
+                shown = self._file_read(want - got)
+                if not shown:
+                    break
+            shown = bytes(shown) if type(shown) is not bytes else shown
+            parts.append(shown)
+            got += len(shown)
+            if newline and b"\n" in shown:
+                break
+        return b"".join(parts)
 
     def _fill_opcode(self, pos):
         """Make data[pos] available: the next opcode byte."""
         try:
-            return self._fill(pos, 1)
+            return self._fill(pos, 1, 0)
         except UnpicklingError:
             raise EOFError("Ran out of input") from None
 
-    def _fill(self, pos, n):
+    def _fill(self, pos, n, after=1):
         """Make data[pos:pos+n] available; return its new position.
 
+        `after` is how many bytes a valid pickle surely has after these
+        (1 after an opcode's argument, 0 for an opcode or a FRAME's
+        contents, which may end the pickle): an unseekable file without
+        peek() is asked for them too, which saves a read() per opcode.
         Raises the truncation error when the input ends first.
         """
         if self._base + pos > _SSIZE_MAX - n:
@@ -832,12 +889,29 @@ class Unpickler:
             self._file.seek(-len(rest), io.SEEK_CUR)
             want = n
             rest = b""
+        if self._shown and (want >= _PEEK_MAX or self._file_peek is None):
+            self._take_shown(self._shown)
+            self._shown = 0
         if want >= _LARGE_READ:
             more = self._read_file(want)
         elif self._seekable:
             more = self._file_read(max(want, _CHUNK))
+        elif self._file_peek is not None and want < _PEEK_MAX:
+            more = self._read_shown(want)
         else:
-            more = self._file_read(want)
+            more = self._file_read(want + after)
+            if more and len(more) < want:
+                # A raw stream (a pipe, a socket) may give less than asked:
+                # go on until there is enough or nothing more.
+                parts = [bytes(more)]
+                got = len(more)
+                while got < want:
+                    more = self._file_read(want - got + after)
+                    if not more:
+                        break
+                    parts.append(bytes(more))
+                    got += len(more)
+                more = b"".join(parts)
         if more is None:
             more = b""
         more = bytes(more) if type(more) is not bytes else more
@@ -899,6 +973,8 @@ class Unpickler:
                 if b"\n" in more:
                     break
             new = b"".join(parts)
+        elif self._file_peek is not None:
+            new = rest + self._read_shown(1, newline=True)
         else:
             line = self._file_readline()
             new = rest + bytes(line)
@@ -969,9 +1045,10 @@ class Unpickler:
             raise OverflowError(
                 f"FRAME length exceeds system's maximum of {_SSIZE_MAX} "
                 f"bytes")
-        # A frame is a read-ahead hint: make sure it is all there.
+        # A frame is a read-ahead hint: make sure it is all there (the
+        # last one ends the pickle: nothing after it).
         if pos + length > self._end:
-            pos = self._fill(pos, length)
+            pos = self._fill(pos, length, 0)
         return pos
 
     def load_stop(self, pos):

@@ -1936,10 +1936,10 @@ class _PySafeUnpickler(Unpickler):
 
     # ------------------------------------------------------- input caps
 
-    def _fill(self, pos, n):
+    def _fill(self, pos, n, after=1):
         if self._capped and pos + n > self._end:
             raise _limit("max_input_bytes", _INPUT_CAPPED)
-        return super()._fill(pos, n)
+        return super()._fill(pos, n, after)
 
     def _fill_opcode(self, pos):
         if self._capped:
