@@ -821,6 +821,12 @@ class Unpickler:
             self._data = b""
             self._end = 0
 
+    def _settle(self):
+        """Take all that peek() showed (it is all needed by now)."""
+        if self._shown:
+            self._take_shown(self._shown)
+            self._shown = 0
+
     def _take_shown(self, n):
         """read() n bytes that peek() showed, which are in the buffer."""
         got = self._file_read(n)
@@ -836,9 +842,7 @@ class Unpickler:
         parts = []
         got = 0
         while got < want or newline:
-            if self._shown:
-                self._take_shown(self._shown)
-                self._shown = 0
+            self._settle()
             shown = b""
             if self._file_peek is not None:
                 try:
@@ -889,9 +893,8 @@ class Unpickler:
             self._file.seek(-len(rest), io.SEEK_CUR)
             want = n
             rest = b""
-        if self._shown and (want >= _PEEK_MAX or self._file_peek is None):
-            self._take_shown(self._shown)
-            self._shown = 0
+        if want >= _PEEK_MAX or self._file_peek is None:
+            self._settle()
         if want >= _LARGE_READ:
             more = self._read_file(want)
         elif self._seekable:

@@ -209,43 +209,7 @@ seek_relative(inbuf *in, Py_ssize_t offset)
     return 0;
 }
 
-/* Take n bytes that peek() showed from an unseekable file, with read(n),
- * which must give that many (a buffered file takes them from its
- * buffer). The bytes themselves are in the window already. */
-static int
-take_shown(inbuf *in, Py_ssize_t n)
-{
-    PyObject *size = PyLong_FromSsize_t(n);
-    if (size == NULL) {
-        return -1;
-    }
-    PyObject *res = PyObject_CallOneArg(in->read, size);
-    Py_DECREF(size);
-    if (res == NULL) {
-        return -1;
-    }
-    Py_ssize_t got = -1;
-    if (PyBytes_Check(res)) {
-        got = PyBytes_GET_SIZE(res);
-    }
-    else if (res != Py_None) {
-        Py_buffer view;
-        if (PyObject_GetBuffer(res, &view, PyBUF_SIMPLE) < 0) {
-            Py_DECREF(res);
-            return -1;
-        }
-        got = view.len;
-        PyBuffer_Release(&view);
-    }
-    Py_DECREF(res);
-    if (got != n) {
-        PyErr_Format(PyExc_ValueError,
-                     "read() returned %s bytes where peek() had shown %zd",
-                     got < 0 ? "no" : "fewer or more", n);
-        return -1;
-    }
-    return 0;
-}
+static int take_shown(inbuf *in, Py_ssize_t n);
 
 /* Bring the file to the end of the window (past what peek() showed). */
 static int
@@ -475,6 +439,39 @@ call_with_size(PyObject *method, Py_ssize_t n)
     return res;
 }
 
+/* Take n bytes that peek() showed from an unseekable file, with read(n),
+ * which must give that many (a buffered file takes them from its
+ * buffer). The bytes themselves are in the window already. */
+static int
+take_shown(inbuf *in, Py_ssize_t n)
+{
+    PyObject *res = call_with_size(in->read, n);
+    if (res == NULL) {
+        return -1;
+    }
+    Py_ssize_t got = -1;
+    if (PyBytes_Check(res)) {
+        got = PyBytes_GET_SIZE(res);
+    }
+    else if (res != Py_None) {
+        Py_buffer view;
+        if (PyObject_GetBuffer(res, &view, PyBUF_SIMPLE) < 0) {
+            Py_DECREF(res);
+            return -1;
+        }
+        got = view.len;
+        PyBuffer_Release(&view);
+    }
+    Py_DECREF(res);
+    if (got != n) {
+        PyErr_Format(PyExc_ValueError,
+                     "read() returned %s bytes where peek() had shown %zd",
+                     got < 0 ? "no" : "fewer or more", n);
+        return -1;
+    }
+    return 0;
+}
+
 /* One call to the file asking for n more bytes, appended to the window.
  * Returns how many arrived (0 at end of file) or -1. */
 static Py_ssize_t
@@ -532,7 +529,11 @@ peek_append(inbuf *in)
 static Py_ssize_t
 read_more(inbuf *in, Py_ssize_t want)
 {
-    if (in->peek != NULL && in->seekable <= 0 && want < INBUF_PEEK_MAX) {
+    /* A seekable file peeks once per load (its later reads are chunks),
+     * an unseekable one for every small need. */
+    int peek = in->seekable > 0 ? !in->peeked && want < INBUF_CHUNK
+                                : want < INBUF_PEEK_MAX;
+    if (in->peek != NULL && peek) {
         if (settle(in) < 0) {
             return -1;
         }
@@ -540,19 +541,11 @@ read_more(inbuf *in, Py_ssize_t want)
         if (got != 0) {
             return got;
         }
+        /* Nothing shown: ask the usual way, which also tells a real end
+         * of file from a peek() that shows nothing. */
     }
-    if (in->seekable > 0) {
-        if (in->peek != NULL && !in->peeked && want < INBUF_CHUNK) {
-            Py_ssize_t got = peek_append(in);
-            if (got != 0) {
-                return got;
-            }
-            /* Nothing shown: ask the usual way, which also tells a real
-             * end of file from a peek() that shows nothing. */
-        }
-        if (want < INBUF_CHUNK) {
-            want = INBUF_CHUNK;
-        }
+    if (in->seekable > 0 && want < INBUF_CHUNK) {
+        want = INBUF_CHUNK;
     }
     /* Past what peek() showed, if anything. */
     if (settle(in) < 0) {
@@ -844,7 +837,7 @@ inbuf_read_payload(inbuf *in, Py_ssize_t pos, Py_ssize_t n, int as_bytearray,
 }
 
 Py_ssize_t
-inbuf_readline(inbuf *in, Py_ssize_t pos, Py_ssize_t *line_end)
+inbuf_readline_other(inbuf *in, Py_ssize_t pos, Py_ssize_t *line_end)
 {
     const char *nl = NULL;
     if (in->end > pos) {

@@ -32,6 +32,8 @@
 
 #include "accel.h"
 
+#include <string.h>
+
 /* A seekable file is read in chunks of this size. */
 #define INBUF_CHUNK (64 * 1024)
 /* Needs below this size are met from peek() on an unseekable file
@@ -202,9 +204,34 @@ Py_ssize_t inbuf_fill_exact(inbuf *in, Py_ssize_t pos, Py_ssize_t n);
  * exception set: "pickle data was truncated" when the input ends first. */
 PyObject *inbuf_read_payload(inbuf *in, Py_ssize_t pos, Py_ssize_t n,
                              int as_bytearray, Py_ssize_t *next);
+/* inbuf_readline below for lines it does not find in one word. */
+Py_ssize_t inbuf_readline_other(inbuf *in, Py_ssize_t pos,
+                                Py_ssize_t *line_end);
+
 /* Find the line starting at pos. Returns its position in the (possibly
  * moved) window and sets *line_end to the index just after its newline,
- * or -1: a line without a newline is truncated data. */
-Py_ssize_t inbuf_readline(inbuf *in, Py_ssize_t pos, Py_ssize_t *line_end);
+ * or -1: a line without a newline is truncated data.
+ * Most lines of protocol 0 are a few bytes ("p12\n", "I59\n"): the
+ * first 8 bytes are searched for the newline as one word, without a
+ * call. The lowest flagged byte of the zero-byte test is exact (a false
+ * flag can only sit above a true one). */
+static inline Py_ssize_t
+inbuf_readline(inbuf *in, Py_ssize_t pos, Py_ssize_t *line_end)
+{
+#if PY_LITTLE_ENDIAN && (defined(__GNUC__) || defined(__clang__))
+    if (in->end - pos >= 8) {
+        uint64_t word;
+        memcpy(&word, in->data + pos, 8);
+        word ^= UINT64_C(0x0A0A0A0A0A0A0A0A);
+        uint64_t zero = (word - UINT64_C(0x0101010101010101)) & ~word
+                        & UINT64_C(0x8080808080808080);
+        if (zero) {
+            *line_end = pos + (__builtin_ctzll(zero) >> 3) + 1;
+            return pos;
+        }
+    }
+#endif
+    return inbuf_readline_other(in, pos, line_end);
+}
 
 #endif /* BRINERY_INBUF_H */

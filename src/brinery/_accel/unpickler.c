@@ -467,26 +467,6 @@ need(machine *m, Py_ssize_t n)
 static const char *
 read_line(machine *m, Py_ssize_t *len)
 {
-#if PY_LITTLE_ENDIAN && (defined(__GNUC__) || defined(__clang__))
-    /* Most lines of protocol 0 are a few bytes ("p12\n", "I59\n"): the
-     * first 8 bytes are searched for the newline as one word, without a
-     * call. The lowest flagged byte of the zero-byte test is exact (a
-     * false flag can only sit above a true one). */
-    if (m->in.end - m->pos >= 8) {
-        const char *line = m->in.data + m->pos;
-        uint64_t word;
-        memcpy(&word, line, 8);
-        word ^= UINT64_C(0x0A0A0A0A0A0A0A0A);
-        uint64_t zero = (word - UINT64_C(0x0101010101010101)) & ~word
-                        & UINT64_C(0x8080808080808080);
-        if (zero) {
-            Py_ssize_t n = (__builtin_ctzll(zero) >> 3) + 1;
-            m->pos += n;
-            *len = n;
-            return line;
-        }
-    }
-#endif
     Py_ssize_t line_end;
     Py_ssize_t start = inbuf_readline(&m->in, m->pos, &line_end);
     if (start < 0) {

@@ -190,27 +190,40 @@ c_strtol(const char *s, long long *value, Py_ssize_t *end)
     return 0;
 }
 
-/* The INT argument Python writes: an optional minus sign, 1 to 18
- * decimal digits without a leading zero (strtol reads "010" as octal),
- * the newline. Sets *value and returns 1 for those, else returns 0. */
+/* Whether s[0:n] is 1 to 18 decimal digits (which cannot overflow);
+ * sets *value when it is. The common case of INT, GET and PUT. */
 static int
-plain_decimal_int(const char *line, Py_ssize_t len, long long *value)
+decimal_digits(const char *s, Py_ssize_t n, long long *value)
 {
-    Py_ssize_t i = line[0] == '-', last = len - 1;
-    Py_ssize_t digits = last - i;
-    if (digits < 1 || digits > 18 || line[last] != '\n'
-        || (line[i] == '0' && digits > 1)) {
+    if (n < 1 || n > 18) {
         return 0;
     }
     long long v = 0;
-    for (; i < last; i++) {
-        unsigned int d = (unsigned int)(unsigned char)line[i] - '0';
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned int d = (unsigned int)(unsigned char)s[i] - '0';
         if (d > 9) {
             return 0;
         }
         v = v * 10 + d;
     }
-    *value = line[0] == '-' ? -v : v;
+    *value = v;
+    return 1;
+}
+
+/* The INT argument Python writes: an optional minus sign, decimal digits
+ * without a leading zero (strtol reads "010" as octal), the newline. Sets
+ * *value and returns 1 for those, else returns 0. */
+static int
+plain_decimal_int(const char *line, Py_ssize_t len, long long *value)
+{
+    Py_ssize_t sign = line[0] == '-', digits = len - 1 - sign;
+    if (line[len - 1] != '\n' || (line[sign] == '0' && digits > 1)
+        || !decimal_digits(line + sign, digits, value)) {
+        return 0;
+    }
+    if (sign) {
+        *value = -*value;
+    }
     return 1;
 }
 
@@ -490,16 +503,10 @@ text_parse_memo_index(PyObject *error, const char *line, Py_ssize_t len,
         return -1;
     }
     /* The common case: up to 18 decimal digits and the newline. */
-    if (len <= 19) {
-        Py_ssize_t value = 0, i = 0;
-        while (i < len - 1 && line[i] >= '0' && line[i] <= '9') {
-            value = value * 10 + (line[i] - '0');
-            i++;
-        }
-        if (i == len - 1) {
-            *index = value;
-            return 0;
-        }
+    long long value;
+    if (decimal_digits(line, len - 1, &value) && value <= PY_SSIZE_T_MAX) {
+        *index = (Py_ssize_t)value;
+        return 0;
     }
     if (c_string_make(&cs, line, len) < 0) {
         return -1;
