@@ -10,7 +10,8 @@ loads them back as the standard library does.
 new-style instances, exceptions, sets, NumPy arrays... brinery loads them
 as the standard library does with each of the settings users need
 (``encoding="latin1"``, ``"bytes"``, the default ASCII, ``fix_imports``
-off), from memory and from files.
+off), from memory, from files and from streams that can neither seek
+nor peek.
 """
 
 import hashlib
@@ -45,6 +46,29 @@ def _read(directory, name, info):
         f"{name} does not match its manifest: regenerate with "
         f"tests/gen_golden.py")
     return data
+
+
+class _ReadOnly:
+    """A stream with only read() and readline(): loaded from without
+    reading past STOP (tests/test_stream_loads.py)."""
+
+    def __init__(self, data):
+        self._bio = io.BytesIO(data + b"tail")
+        self.read = self._bio.read
+        self.readline = self._bio.readline
+
+    def rest(self):
+        return self._bio.read()
+
+
+def _assert_loads_from_a_stream(expected, load, data, **kwargs):
+    stream = _ReadOnly(data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        got = outcome(load, stream, **kwargs)
+    assert_same_outcome(expected, got)
+    if expected.error is None:
+        assert stream.rest() == b"tail"
 
 
 def _py3_directories():
@@ -100,6 +124,7 @@ def test_loads_the_golden_bytes(impl, directory, name, info):
     expected = outcome(pickle.loads, data)
     assert_same_outcome(expected, outcome(impl.loads, data))
     assert_same_outcome(expected, outcome(impl.load, io.BytesIO(data)))
+    _assert_loads_from_a_stream(expected, impl.load, data)
     if info["object"] in OBJECTS and expected.error is None:
         try:
             assert_same(OBJECTS[info["object"]], expected.value)
@@ -143,6 +168,7 @@ def test_loads_python2_pickles(impl, name, info, setting):
     assert_same_outcome(expected, _quietly(impl.loads, data, **kwargs))
     assert_same_outcome(
         expected, _quietly(impl.load, io.BytesIO(data), **kwargs))
+    _assert_loads_from_a_stream(expected, impl.load, data, **kwargs)
 
 
 def test_python2_pickles_are_what_they_claim():

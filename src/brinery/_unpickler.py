@@ -39,7 +39,9 @@ import _compat_pickle
 from . import _versions
 from ._errors import UnpicklingError
 from ._pickler import _tp_name
-from ._opcodes import HIGHEST_PROTOCOL, OPCODE_BY_BYTE, OPCODES
+from ._opcodes import (
+    HIGHEST_PROTOCOL, OPCODE_BY_BYTE, OPCODES, TAKEN_FROM_ARGUMENT1,
+    TAKEN_FROM_ARGUMENT8U, UP_TO_NEWLINE)
 
 __all__ = ["Unpickler", "load", "loads", "decode_long"]
 
@@ -51,11 +53,43 @@ _unpack_double = Struct(">d").unpack_from
 
 # A seekable file is read in chunks of this size.
 _CHUNK = 64 * 1024
+# A file that can neither seek nor peek is read this far ahead, in whole
+# opcodes (_read_ahead).
+_READ_AHEAD = 64 * 1024
 # Needs below this size are met from peek() on an unseekable file.
 _PEEK_MAX = 4096
 # Reads larger than this are done with care (see _read_file).
 _LARGE_READ = 1 << 20
 _SSIZE_MAX = sys.maxsize
+
+
+def _ahead_kinds():
+    """For each byte, how _read_ahead finds the end of that opcode's
+    argument: a fixed size (0: no argument), or a negative kind: one of
+    the table's TAKEN_FROM_ARGUMENT* (a counted argument), a line, two
+    lines, the 8-byte size of a FRAME (after which it stops), or the end
+    (STOP, and bytes that are no opcode: the loop reports those)."""
+    kinds = [_AHEAD_END] * 256
+    for info in OPCODES:
+        arg = info.arg
+        if info.name == "STOP":
+            continue
+        if info.name == "FRAME":
+            kinds[info.byte] = _AHEAD_FRAME
+        elif arg is None:
+            kinds[info.byte] = 0
+        elif arg.name == "stringnl_noescape_pair":
+            kinds[info.byte] = _AHEAD_TWO_LINES
+        else:
+            kinds[info.byte] = arg.n        # > 0, or a negative kind
+    return kinds
+
+
+_AHEAD_LINE = UP_TO_NEWLINE
+_AHEAD_TWO_LINES = -6
+_AHEAD_FRAME = -7
+_AHEAD_END = -8
+_AHEAD_KIND = _ahead_kinds()
 _NAME_MAPPING = _compat_pickle.NAME_MAPPING
 _IMPORT_MAPPING = _compat_pickle.IMPORT_MAPPING
 _intern = sys.intern
@@ -458,6 +492,8 @@ class Unpickler:
             self._data = b""
             self._end = 0
             self._shown = 0
+            self._exact_reads = not self._seekable \
+                and self._file_peek is None
         pos = 0
         try:
             pos = self._run(0)
@@ -475,6 +511,8 @@ class Unpickler:
     # Bytes at the end of the buffer that peek() showed and the file has
     # not given with read() yet (unseekable files).
     _shown = 0
+    # The file can neither seek nor peek: every read is exact (_read_exact).
+    _exact_reads = False
 
     def _run(self, pos):
         """The machine's loop. Returns the position after STOP.
@@ -866,6 +904,13 @@ class Unpickler:
 
     def _fill_opcode(self, pos):
         """Make data[pos] available: the next opcode byte."""
+        if self._exact_reads and pos == self._end:
+            more = self._read_ahead()
+            self._prev = (self._data, self._base)
+            self._base += pos
+            self._data = more
+            self._end = len(more)
+            return 0
         try:
             return self._fill(pos, 1, 0)
         except UnpicklingError:
@@ -880,6 +925,18 @@ class Unpickler:
         peek() is asked for them too, which saves a read() per opcode.
         Raises the truncation error when the input ends first.
         """
+        if self._exact_reads and pos == self._end and n < _LARGE_READ:
+            # The usual case for such a file, kept short (see _fill_opcode).
+            more = self._file_read(n + after)
+            if type(more) is not bytes or len(more) < n:
+                more = self._complete_read(more, n, after)
+            self._prev = (self._data, self._base)
+            self._base += pos
+            self._data = more
+            self._end = len(more)
+            if len(more) < n:
+                raise _truncated()
+            return 0
         if self._base + pos > _SSIZE_MAX - n:
             raise UnpicklingError("read would overflow (invalid bytecode)")
         if self._file is None:
@@ -902,19 +959,8 @@ class Unpickler:
         elif self._file_peek is not None and want < _PEEK_MAX:
             more = self._read_shown(want)
         else:
-            more = self._file_read(want + after)
-            if more and len(more) < want:
-                # A raw stream (a pipe, a socket) may give less than asked:
-                # go on until there is enough or nothing more.
-                parts = [bytes(more)]
-                got = len(more)
-                while got < want:
-                    more = self._file_read(want - got + after)
-                    if not more:
-                        break
-                    parts.append(bytes(more))
-                    got += len(more)
-                more = b"".join(parts)
+            more = self._complete_read(self._file_read(want + after), want,
+                                       after)
         if more is None:
             more = b""
         more = bytes(more) if type(more) is not bytes else more
@@ -926,6 +972,128 @@ class Unpickler:
         if len(new) < n:
             raise _truncated()
         return 0
+
+    def _complete_read(self, more, want, after):
+        """What read(want + after) gave, as bytes, completed up to want
+        bytes: a raw stream (a pipe, a socket) may give less than asked, so
+        ask again until there is enough or nothing more (the end)."""
+        if not more:
+            return b""
+        more = bytes(more) if type(more) is not bytes else more
+        if len(more) >= want:
+            return more
+        parts = [more]
+        got = len(more)
+        while got < want:
+            more = self._file_read(want - got + after)
+            if not more:
+                break
+            parts.append(bytes(more))
+            got += len(more)
+        return b"".join(parts)
+
+    def _read_ahead(self):
+        """Whole opcodes from a file that can neither seek nor peek, up to
+        about _READ_AHEAD bytes, never past STOP.
+
+        Such a file must be asked for each opcode on its own: a read past
+        STOP would take bytes that belong to what follows the pickle. But
+        each opcode says how long its argument is, and a valid pickle has
+        another opcode after every argument, so the reads can be done here,
+        in a row, one per opcode (its argument with the next opcode byte),
+        and the loop then runs the opcodes from memory, on its fast paths.
+        Stops after STOP, after a FRAME's size (its contents are then read
+        in one), at a byte that is no opcode, and early, leaving the rest
+        to _fill, at a length of _LARGE_READ or more (a negative one reads
+        as such), at the end of the file or at a read that gives more than
+        asked.
+        """
+        read = self._file_read
+        readline = self._file_readline
+        more = read(1)
+        if not more:
+            raise EOFError("Ran out of input")
+        if type(more) is not bytes or len(more) != 1:
+            return self._complete_read(more, 1, 0)
+        parts = [more]
+        append = parts.append
+        total = 1
+        kinds = _AHEAD_KIND
+        op = more[0]
+        while True:
+            kind = kinds[op]
+            if kind >= 0 and total < _READ_AHEAD:
+                # The usual case: a fixed size, and the next opcode byte.
+                want = kind + 1
+                more = read(want)
+                if type(more) is bytes and len(more) == want:
+                    append(more)
+                    total += want
+                    op = more[-1]
+                    continue
+                append(self._complete_read(more, want, 0))
+                break
+            if kind == _AHEAD_LINE and total < _READ_AHEAD:
+                # The usual case at protocol 0: a line, and the next opcode.
+                line = readline()
+                if type(line) is not bytes:
+                    line = bytes(line)
+                append(line)
+                if line[-1:] == b"\n":
+                    more = read(1)
+                    if type(more) is bytes and len(more) == 1:
+                        append(more)
+                        total += len(line) + 1
+                        op = more[0]
+                        continue
+                    append(self._complete_read(more, 1, 0))
+                break
+            # Also read the next opcode byte, while under _READ_AHEAD.
+            next_op = 1 if total < _READ_AHEAD else 0
+            if kind >= 0:
+                want = kind
+                if not want:
+                    break
+            elif kind == _AHEAD_LINE or kind == _AHEAD_TWO_LINES:
+                line = bytes(readline())
+                if kind == _AHEAD_TWO_LINES and line[-1:] == b"\n":
+                    line += bytes(readline())
+                append(line)
+                total += len(line)
+                if line[-1:] != b"\n" or not next_op:
+                    break
+                want = 1
+            elif kind == _AHEAD_FRAME:
+                want = 8
+                next_op = 0
+            elif kind == _AHEAD_END:
+                break
+            else:                                       # counted
+                size_bytes = 1 if kind == TAKEN_FROM_ARGUMENT1 else \
+                    8 if kind == TAKEN_FROM_ARGUMENT8U else 4
+                more = read(size_bytes)
+                if type(more) is not bytes or len(more) != size_bytes:
+                    more = self._complete_read(more, size_bytes, 0)
+                append(more)
+                total += len(more)
+                if len(more) != size_bytes:
+                    break
+                # (A negative 4-byte length reads as a large one.)
+                n = int.from_bytes(more, "little")
+                if n >= _LARGE_READ:
+                    break
+                want = n + next_op
+                if not want:
+                    break
+            more = read(want)
+            if type(more) is not bytes or len(more) != want:
+                more = self._complete_read(more, want, 0)
+            append(more)
+            total += len(more)
+            if len(more) != want or not next_op:
+                break
+            op = more[-1]
+        return b"".join(parts)
 
     def _bytes_left_in_file(self):
         """How many bytes a seekable file holds past its position."""
@@ -941,14 +1109,14 @@ class Unpickler:
             return b"" if data is None else data
         chunks = []
         got = 0
-        step = _LARGE_READ
         while got < n:
-            chunk = self._file_read(min(step, n - got))
+            # Ask for as much as has come so far: a raw file allocates what
+            # it is asked for, so memory follows the data, not the claim.
+            chunk = self._file_read(min(max(got, _LARGE_READ), n - got))
             if not chunk:
                 break
             chunks.append(chunk)
             got += len(chunk)
-            step = min(step * 2, 1 << 30)
         return b"".join(chunks)
 
     def _numeric_line(self, pos):
