@@ -83,3 +83,12 @@ class Unseekable(io.RawIOBase):
 
     def readline(self, size=-1):
         return self._data.readline(size)
+
+
+class ReadOnly:
+    """Only read() and readline(): no peek(), no seek() (the pure loader
+    reads it ahead in whole opcodes)."""
+
+    def __init__(self, data):
+        stream = io.BytesIO(data)
+        self.read, self.readline = stream.read, stream.readline

@@ -22,8 +22,8 @@ from brinery.safe import Limits
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "malicious"))
 import cases as corpus  # noqa: E402
-from safe_impls import (Unseekable, file_outcome, fingerprint,  # noqa: E402
-                        outcome)
+from safe_impls import (ReadOnly, Unseekable, file_outcome,  # noqa: E402
+                        fingerprint, outcome)
 from test_fuzz import FUZZ, SEEDS, mutated, opcode_stream  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
@@ -80,6 +80,8 @@ def test_benign_same_outcome_and_charges(protocol):
         file_outcome(PY, io.BytesIO(data))
     assert file_outcome(C, io.BufferedReader(Unseekable(data))) == \
         file_outcome(PY, io.BufferedReader(Unseekable(data)))
+    for stream in (ReadOnly, Unseekable):
+        assert file_outcome(C, stream(data)) == file_outcome(PY, stream(data))
 
 
 # Each limit tight enough to trip on the benign pickle somewhere.
@@ -106,6 +108,9 @@ def test_tight_limits_same_outcome(tight, protocol):
     assert file_outcome(C, io.BufferedReader(Unseekable(data)),
                         limits=limits) == \
         file_outcome(PY, io.BufferedReader(Unseekable(data)), limits=limits)
+    for stream in (ReadOnly, Unseekable):
+        assert file_outcome(C, stream(data), limits=limits) == \
+            file_outcome(PY, stream(data), limits=limits)
 
 
 def test_several_pickles_from_one_file():
@@ -141,6 +146,8 @@ def _same(data):
         file_outcome(PY, io.BytesIO(data))
     assert file_outcome(C, io.BufferedReader(Unseekable(data))) == \
         file_outcome(PY, io.BufferedReader(Unseekable(data)))
+    for stream in (ReadOnly, Unseekable):
+        assert file_outcome(C, stream(data)) == file_outcome(PY, stream(data))
 
 
 @FUZZ
@@ -215,6 +222,9 @@ def test_hand_made_same_outcome(data, tight):
     assert file_outcome(C, io.BufferedReader(Unseekable(data)),
                         limits=limits) == \
         file_outcome(PY, io.BufferedReader(Unseekable(data)), limits=limits)
+    for stream in (ReadOnly, Unseekable):
+        assert file_outcome(C, stream(data), limits=limits) == \
+            file_outcome(PY, stream(data), limits=limits)
 
 
 def test_charges_do_not_depend_on_shared_strings_past():
