@@ -13,8 +13,9 @@ back with ``seek`` when the load ends, so the file is left right after
 STOP). An unseekable file with ``peek()`` (a pipe or socket behind a
 buffered reader) is read from what ``peek()`` shows, taken with ``read()``
 once all of it is needed or, at the end, up to STOP. One without ``peek()``
-is read exactly, each argument with the byte after it (a valid pickle has
-at least one more opcode after any argument). A declared length
+is read ahead in whole opcodes, up to 64 kB, each argument with the byte
+after it (a valid pickle has at least one more opcode after any argument),
+never past STOP (`Unpickler._read_ahead`). A declared length
 is never trusted: in memory it is checked against the bytes that remain
 before anything is allocated, and large reads from files grow with the
 data actually received.
