@@ -512,7 +512,8 @@ class Unpickler:
     # Bytes at the end of the buffer that peek() showed and the file has
     # not given with read() yet (unseekable files).
     _shown = 0
-    # The file can neither seek nor peek: every read is exact (_read_exact).
+    # The file can neither seek nor peek: it is read ahead in whole opcodes
+    # (_read_ahead).
     _exact_reads = False
 
     def _run(self, pos):
@@ -926,18 +927,6 @@ class Unpickler:
         peek() is asked for them too, which saves a read() per opcode.
         Raises the truncation error when the input ends first.
         """
-        if self._exact_reads and pos == self._end and n < _LARGE_READ:
-            # The usual case for such a file, kept short (see _fill_opcode).
-            more = self._file_read(n + after)
-            if type(more) is not bytes or len(more) < n:
-                more = self._complete_read(more, n, after)
-            self._prev = (self._data, self._base)
-            self._base += pos
-            self._data = more
-            self._end = len(more)
-            if len(more) < n:
-                raise _truncated()
-            return 0
         if self._base + pos > _SSIZE_MAX - n:
             raise UnpicklingError("read would overflow (invalid bytecode)")
         if self._file is None:
@@ -1005,9 +994,9 @@ class Unpickler:
         and the loop then runs the opcodes from memory, on its fast paths.
         Stops after STOP, after a FRAME's size (its contents are then read
         in one), at a byte that is no opcode, and early, leaving the rest
-        to _fill, at a length of _LARGE_READ or more (a negative one reads
-        as such), at the end of the file or at a read that gives more than
-        asked.
+        to _fill: past _READ_AHEAD bytes, at a length of _LARGE_READ or
+        more (a negative one reads as such), and at a read that gives less
+        (completed, as a raw pipe needs) or more than asked.
         """
         read = self._file_read
         readline = self._file_readline
@@ -1021,52 +1010,25 @@ class Unpickler:
         total = 1
         kinds = _AHEAD_KIND
         op = more[0]
-        while True:
+        # Past _READ_AHEAD, the last opcode's argument is left to _fill.
+        while total < _READ_AHEAD:
             kind = kinds[op]
-            if kind >= 0 and total < _READ_AHEAD:
-                # The usual case: a fixed size, and the next opcode byte.
+            if kind >= 0:
                 want = kind + 1
-                more = read(want)
-                if type(more) is bytes and len(more) == want:
-                    append(more)
-                    total += want
-                    op = more[-1]
-                    continue
-                append(self._complete_read(more, want, 0))
-                break
-            if kind == _AHEAD_LINE and total < _READ_AHEAD:
-                # The usual case at protocol 0: a line, and the next opcode.
+            elif kind == _AHEAD_LINE or kind == _AHEAD_TWO_LINES:
                 line = readline()
+                if kind == _AHEAD_TWO_LINES and line[-1:] == b"\n":
+                    line = bytes(line) + bytes(readline())
                 if type(line) is not bytes:
                     line = bytes(line)
                 append(line)
-                if line[-1:] == b"\n":
-                    more = read(1)
-                    if type(more) is bytes and len(more) == 1:
-                        append(more)
-                        total += len(line) + 1
-                        op = more[0]
-                        continue
-                    append(self._complete_read(more, 1, 0))
-                break
-            # Also read the next opcode byte, while under _READ_AHEAD.
-            next_op = 1 if total < _READ_AHEAD else 0
-            if kind >= 0:
-                want = kind
-                if not want:
-                    break
-            elif kind == _AHEAD_LINE or kind == _AHEAD_TWO_LINES:
-                line = bytes(readline())
-                if kind == _AHEAD_TWO_LINES and line[-1:] == b"\n":
-                    line += bytes(readline())
-                append(line)
                 total += len(line)
-                if line[-1:] != b"\n" or not next_op:
+                if line[-1:] != b"\n":
                     break
                 want = 1
             elif kind == _AHEAD_FRAME:
-                want = 8
-                next_op = 0
+                append(self._complete_read(read(8), 8, 0))
+                break
             elif kind == _AHEAD_END:
                 break
             else:                                       # counted
@@ -1080,19 +1042,16 @@ class Unpickler:
                 if len(more) != size_bytes:
                     break
                 # (A negative 4-byte length reads as a large one.)
-                n = int.from_bytes(more, "little")
-                if n >= _LARGE_READ:
+                want = int.from_bytes(more, "little") + 1
+                if want > _LARGE_READ:
                     break
-                want = n + next_op
-                if not want:
-                    break
+            # The argument (or its rest) and the next opcode byte.
             more = read(want)
             if type(more) is not bytes or len(more) != want:
-                more = self._complete_read(more, want, 0)
-            append(more)
-            total += len(more)
-            if len(more) != want or not next_op:
+                append(self._complete_read(more, want, 0))
                 break
+            append(more)
+            total += want
             op = more[-1]
         return b"".join(parts)
 
